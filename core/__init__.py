@@ -1,0 +1,1 @@
+"""CNN Studio's engine: datasets, training, the store, jobs. Never imports Streamlit."""

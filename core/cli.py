@@ -1,0 +1,245 @@
+"""Command handlers for `python -m core`. Each returns (json payload, text, exit code)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from core import jobs
+from core.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from core.data.cache import load_cache
+from core.data.dataset import delete_dataset, load_dataset
+from core.data.demo import DEMOS, create_demo
+from core.hooks import ProgressBar
+from core.runs import delete_run, execute_run, new_run, run_summary
+from core.store import Store
+
+Result = tuple[object, str, int]
+TRAIN_KEYS = ("run_id", "name", "status", "model", "data", "device", "epochs", "best_val_acc",
+              "best_epoch", "test_acc", "train_seconds", "train_images_per_s", "params", "flops",
+              "image_size", "error", "per_class")
+
+
+def stderr_progress(label: str):
+    def report(done: int, total: int) -> None:
+        print(f"\r{label}: {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+    return report
+
+
+def data_import(args: argparse.Namespace) -> Result:
+    from core.data.ingest import import_dataset
+
+    dataset = import_dataset(args.path, args.name, val=args.val, test=args.test, seed=args.seed,
+                             progress=stderr_progress("importing"))
+    return finish_import(dataset, args.image_size)
+
+
+def data_demo(args: argparse.Namespace) -> Result:
+    dataset = create_demo(args.kind, args.name, val=args.val, test=args.test, seed=args.seed,
+                          overwrite=args.overwrite, progress=stderr_progress(f"writing {args.kind}"))
+    return finish_import(dataset, args.image_size)
+
+
+def finish_import(dataset, image_size: int | None) -> Result:
+    if image_size:
+        load_cache(dataset, image_size, progress=stderr_progress("caching"))
+    summary = dataset.summary()
+    Store().record_dataset(summary)
+    dropped = f", dropped {len(summary['dropped'])}" if summary["dropped"] else ""
+    text = (f"dataset {summary['name']}: {summary['kept']} images in {len(summary['classes'])} "
+            f"classes{dropped}; splits {summary['splits']}")
+    return summary, text, 0
+
+
+def data_list(args: argparse.Namespace) -> Result:
+    from core.data.dataset import list_datasets
+
+    summaries = []
+    for name in list_datasets():
+        summary = load_dataset(name).summary()
+        summary.pop("dropped")
+        summaries.append(summary)
+    text = "\n".join(f"{s['name']:24} {s['kept']:7} images  {len(s['classes']):3} classes  "
+                     f"{s['origin']}" for s in summaries) or "no datasets yet"
+    return {"datasets": summaries}, text, 0
+
+
+def data_delete(args: argparse.Namespace) -> Result:
+    delete_dataset(args.name)
+    Store().forget_dataset(args.name)
+    return {"deleted": args.name}, f"deleted dataset {args.name}", 0
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    fields = {key: getattr(args, key) for key in (
+        "data", "model", "epochs", "batch_size", "lr", "optimizer", "schedule", "image_size",
+        "device", "name", "seed", "weight_decay", "label_smoothing", "patience", "precision",
+        "jitter", "pad_crop", "warmup_epochs", "freeze_epochs", "init_from")
+        if getattr(args, key, None) is not None}
+    fields["flip"] = not args.no_flip
+    fields["compile"] = args.compile
+    return TrainConfig(**fields)
+
+
+def train(args: argparse.Namespace) -> Result:
+    store = Store()
+    if args.resume:
+        return train_resume(args, store)
+    if not args.data or not args.model:
+        raise ValueError("train needs --data NAME and --model MODEL (or --resume RUN).")
+    config = config_from_args(args)
+    load_dataset(config.data)  # fail fast, before a run row exists
+    if args.queue:
+        run_id = jobs.submit(config, store)
+        return {"run_id": run_id, "status": "queued"}, f"queued run {run_id}", 0
+    run_id = new_run(config, store, status="running")
+    return train_result(execute_run(run_id, store, [ProgressBar(config.epochs)]))
+
+
+def train_resume(args: argparse.Namespace, store: Store) -> Result:
+    jobs.reconcile(store)
+    run = store.get_run(args.resume)
+    if run is None:
+        raise ValueError(f"There is no run {args.resume!r}; see `python -m core runs list`.")
+    if run["status"] not in jobs.RESUMABLE:
+        raise ValueError(f"Run {run['name']} is {run['status']}; only "
+                         f"{', '.join(jobs.RESUMABLE)} runs can be resumed.")
+    if args.epochs:
+        store.update_run(run["run_id"], config=run["config"] | {"epochs": args.epochs})
+    epochs = args.epochs or run["config"]["epochs"]
+    return train_result(execute_run(run["run_id"], store, [ProgressBar(epochs)]))
+
+
+def train_result(result: dict) -> Result:
+    payload = {key: result.get(key) for key in TRAIN_KEYS}
+    text = (f"run {payload['name']} ({payload['run_id']}): {payload['status']}, "
+            f"best val acc {fmt(payload['best_val_acc'])}, test acc {fmt(payload['test_acc'])}, "
+            f"{fmt(payload['train_seconds'], '.1f')} s, "
+            f"{fmt(payload['train_images_per_s'], '.0f')} images/s")
+    if payload["error"]:
+        text += f"\n{payload['error']}"
+    return payload, text, 0 if payload["status"] in ("completed", "stopped") else 1
+
+
+def fmt(value, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def runs_list(args: argparse.Namespace) -> Result:
+    store = Store()
+    jobs.reconcile(store)
+    runs = [run_summary(run) for run in store.list_runs()]
+    text = "\n".join(f"{r['run_id']}  {r['name'][:32]:32} {r['status']:11} {r['model'][:16]:16} "
+                     f"{r['data'][:16]:16} val {fmt(r['best_val_acc'])} test {fmt(r['test_acc'])}"
+                     for r in runs) or "no runs yet"
+    return {"runs": runs}, text, 0
+
+
+def runs_show(args: argparse.Namespace) -> Result:
+    store = Store()
+    jobs.reconcile(store)
+    run = store.get_run(args.run)
+    if run is None:
+        raise ValueError(f"There is no run {args.run!r}; see `python -m core runs list`.")
+    payload = run_summary(run) | {"config": run["config"], "result": run["summary"]}
+    text = "\n".join(f"{key}: {value}" for key, value in payload.items() if key != "result")
+    return payload, text, 0
+
+
+def runs_cancel(args: argparse.Namespace) -> Result:
+    run_id = jobs.stop(args.run)
+    return {"run_id": run_id, "stop_requested": True}, f"asked run {run_id} to stop", 0
+
+
+def runs_delete(args: argparse.Namespace) -> Result:
+    delete_run(args.run, Store())
+    return {"deleted": args.run}, f"deleted run {args.run}", 0
+
+
+def predict(args: argparse.Namespace) -> Result:
+    from core.infer import load_model, open_image
+
+    loaded = load_model(args.run)
+    images = [open_image(path) for path in args.images]
+    tops = loaded.top_k(images, args.top_k)
+    predictions = [{"image": str(path), "top": top} for path, top in zip(args.images, tops)]
+    text = "\n".join(f"{p['image']}: " + ", ".join(f"{t['label']} {t['prob']:.3f}"
+                                                   for t in p["top"]) for p in predictions)
+    return {"run_id": loaded.run_id, "predictions": predictions}, text, 0
+
+
+def worker(args: argparse.Namespace) -> Result:
+    count = jobs.work(idle_exit_s=args.idle_exit)
+    if count < 0:
+        return {"started": False}, "another worker already serves this workspace", 0
+    return {"trained": count}, f"worker trained {count} runs", 0
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="dataset name")
+    parser.add_argument("--model", help="preset, timm name, or path to a JSON layer spec")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS)
+    parser.add_argument("--schedule", choices=SCHEDULES)
+    parser.add_argument("--image-size", type=int)
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"))
+    parser.add_argument("--name", help="a name for the run")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--warmup-epochs", type=float)
+    parser.add_argument("--patience", type=int, help="early stopping after N epochs without "
+                                                     "val-loss improvement")
+    parser.add_argument("--pad-crop", type=int, help="random translation in pixels (0: off)")
+    parser.add_argument("--jitter", type=float, help="colour jitter strength (0: off)")
+    parser.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--freeze-epochs", type=int, help="pretrained: epochs with frozen backbone")
+    parser.add_argument("--init-from", help="start from this run's weights (new head)")
+    parser.add_argument("--resume", metavar="RUN", help="continue an interrupted or stopped run")
+    parser.add_argument("--queue", action="store_true", help="queue for the background worker")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="CNN Studio engine")
+    commands = parser.add_subparsers(dest="command")
+
+    def command(group, name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, help=help_text)
+        sub.set_defaults(handler=handler)
+        sub.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        return sub
+
+    data = commands.add_parser("data", help="import and list datasets").add_subparsers()
+    for sub in (command(data, "import", data_import, "import a zip, folder or CSV"),
+                command(data, "demo", data_demo, "a built-in dataset, no download")):
+        sub.add_argument("--name", required=True)
+        sub.add_argument("--image-size", type=int, help="also build the cache at this size")
+        sub.add_argument("--val", type=float, default=0.1)
+        sub.add_argument("--test", type=float, default=0.1)
+        sub.add_argument("--seed", type=int, default=0)
+    data.choices["import"].add_argument("path", type=Path)
+    data.choices["demo"].add_argument("kind", choices=sorted(DEMOS))
+    data.choices["demo"].add_argument("--overwrite", action="store_true")
+    command(data, "list", data_list, "list datasets")
+    command(data, "delete", data_delete, "delete a dataset").add_argument("name")
+
+    add_train_arguments(command(commands, "train", train, "train a model (or resume a run)"))
+
+    runs = commands.add_parser("runs", help="list, show, cancel, delete runs").add_subparsers()
+    command(runs, "list", runs_list, "list runs")
+    for name, handler in (("show", runs_show), ("cancel", runs_cancel), ("delete", runs_delete)):
+        command(runs, name, handler, f"{name} a run").add_argument("run")
+
+    sub = command(commands, "predict", predict, "classify images with a trained run")
+    sub.add_argument("--run", required=True)
+    sub.add_argument("--top-k", type=int, default=3)
+    sub.add_argument("images", nargs="+", type=Path)
+
+    sub = command(commands, "worker", worker, "train queued runs in the background")
+    sub.add_argument("--idle-exit", type=float, default=120.0, help="seconds idle before exiting")
+    return parser

@@ -1,0 +1,101 @@
+"""Decode once: a dataset's images as one uint8 N×H×W×C array per image size.
+
+Decoding PNG/JPEG every epoch is the slow part of a naive pipeline; here every
+run at the same (dataset, size) memory-maps the same `.npy` file instead.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from core.data.dataset import Dataset
+from core.data.transforms import fit_image
+
+PARALLEL_THRESHOLD = 2000  # below this, starting worker processes costs more than it saves
+CHUNK = 512
+
+
+def cache_path(dataset: Dataset, size: int) -> Path:
+    return dataset.folder / "cache" / f"{size}px-{dataset.channels}ch.npy"
+
+
+def default_image_size(dataset: Dataset) -> int:
+    """The dataset's own size when every image is the same square, else 64; never below 16."""
+    sizes = {(item.width, item.height) for item in dataset.items}
+    if len(sizes) == 1:
+        width, height = sizes.pop()
+        if width == height:
+            return max(16, width)
+    return 64
+
+
+def write_cache(dataset: Dataset, size: int, array: np.ndarray) -> Path:
+    """Store an already-decoded array (used by the built-in datasets)."""
+    if array.shape != (len(dataset.items), size, size, dataset.channels):
+        raise ValueError(f"cache array shape {array.shape} does not match the dataset")
+    path = cache_path(dataset, size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, np.ascontiguousarray(array, dtype=np.uint8))
+    os.replace(tmp, path)
+    return path
+
+
+def load_cache(dataset: Dataset, size: int,
+               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The memory-mapped cache for (dataset, size), building it first if it is missing."""
+    path = cache_path(dataset, size)
+    if not path.exists():
+        build_cache(dataset, size, progress)
+    return np.load(path, mmap_mode="r")
+
+
+def build_cache(dataset: Dataset, size: int,
+                progress: Callable[[int, int], None] | None = None) -> Path:
+    path = cache_path(dataset, size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    files = [str(dataset.folder / item.file) for item in dataset.items]
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                    shape=(len(files), size, size, dataset.channels))
+    chunks = [(start, files[start:start + CHUNK]) for start in range(0, len(files), CHUNK)]
+    done = 0
+    for start, block in decode_chunks(chunks, size, dataset.channels):
+        out[start:start + len(block)] = block
+        done += len(block)
+        if progress:
+            progress(done, len(files))
+    out.flush()
+    del out
+    os.replace(tmp, path)
+    return path
+
+
+def decode_chunks(chunks: list[tuple[int, list[str]]], size: int, channels: int):
+    total = sum(len(files) for _, files in chunks)
+    if total < PARALLEL_THRESHOLD or (os.cpu_count() or 1) == 1:
+        for start, files in chunks:
+            yield start, decode_files(files, size, channels)
+        return
+    # spawn, not fork: the parent may hold torch threads that a forked child must not inherit
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=context) as pool:
+        futures = [(start, pool.submit(decode_files, files, size, channels))
+                   for start, files in chunks]
+        for start, future in futures:
+            yield start, future.result()
+
+
+def decode_files(files: list[str], size: int, channels: int) -> np.ndarray:
+    out = np.empty((len(files), size, size, channels), dtype=np.uint8)
+    for index, file in enumerate(files):
+        with Image.open(file) as image:
+            out[index] = fit_image(image, size, channels)
+    return out

@@ -1,0 +1,125 @@
+"""Batches drawn on the training device from the uint8 cache, augmented there.
+
+The whole split sits on the device as uint8 N×H×W×C (4× smaller than float32,
+and it is the decode that is slow, not the copy). A batch is an index gather;
+flip, pad-and-crop, colour jitter and normalisation are batched tensor ops, so
+no per-image Python runs in the training loop. When the split does not fit in
+device memory it stays in (pinned) host memory and each batch is copied over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DEVICE_MEMORY_SHARE = 0.4  # keep the cached split on the GPU only if it takes under this share
+
+
+@dataclass
+class Augment:
+    flip: bool = True  # random horizontal flip
+    pad_crop: int = 2  # reflect-pad by this many pixels, then crop back at a random offset
+    jitter: float = 0.0  # brightness and contrast factors drawn from [1 - j, 1 + j]
+
+    def is_off(self) -> bool:
+        return not self.flip and self.pad_crop == 0 and self.jitter == 0
+
+
+class DeviceSplit:
+    """One split (images + labels) held where batches are cheapest to draw."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, device: torch.device) -> None:
+        self.device = device
+        host = torch.from_numpy(np.ascontiguousarray(images))
+        self.labels = torch.as_tensor(labels, dtype=torch.long, device=device)
+        if device.type == "cuda" and not fits_on_device(host.nbytes, device):
+            self.images = host.pin_memory()
+        else:
+            self.images = host.to(device)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
+                drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (uint8 N×H×W×C on the device, labels) batches."""
+        n = len(self)
+        if shuffle:
+            order = torch.randperm(n, device=self.images.device, generator=generator)
+        else:
+            order = torch.arange(n, device=self.images.device)
+        stop = n - n % batch_size if drop_last and n >= batch_size else n
+        for start in range(0, stop, batch_size):
+            index = order[start:start + batch_size]
+            images = self.images[index].to(self.device, non_blocking=True)
+            yield images, self.labels[index.to(self.device)]
+
+
+def fits_on_device(nbytes: int, device: torch.device) -> bool:
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes < DEVICE_MEMORY_SHARE * free
+
+
+def to_model_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                   augment: Augment | None = None,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 N×H×W×C → normalised float N×C×H×W (channels_last in memory), augmented if asked."""
+    x = images.permute(0, 3, 1, 2).float().div_(255)
+    if augment is not None and not augment.is_off():
+        x = apply_augment(x, augment, generator)
+    x = (x - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def apply_augment(x: torch.Tensor, augment: Augment, generator: torch.Generator | None) -> torch.Tensor:
+    if augment.flip:
+        x = random_flip(x, generator)
+    if augment.pad_crop > 0:
+        x = random_pad_crop(x, augment.pad_crop, generator)
+    if augment.jitter > 0:
+        x = random_jitter(x, augment.jitter, generator)
+    return x
+
+
+def uniform(n: int, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.rand(n, device=like.device, generator=generator)
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    flip = uniform(len(x), x, generator) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+
+
+def random_pad_crop(x: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
+    """Shift each image by up to `pad` pixels each way, filling the edge by reflection."""
+    n, c, h, w = x.shape
+    pad = min(pad, h - 1, w - 1)
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = (uniform(n, x, generator) * (2 * pad + 1)).long()
+    dx = (uniform(n, x, generator) * (2 * pad + 1)).long()
+    rows = (torch.arange(h, device=x.device) + dy[:, None]).view(n, 1, h, 1)
+    rows = padded.gather(2, rows.expand(n, c, h, w + 2 * pad))
+    cols = (torch.arange(w, device=x.device) + dx[:, None]).view(n, 1, 1, w)
+    return rows.gather(3, cols.expand(n, c, h, w))
+
+
+def random_jitter(x: torch.Tensor, strength: float, generator: torch.Generator | None) -> torch.Tensor:
+    n = len(x)
+    brightness = 1 + (uniform(n, x, generator) * 2 - 1) * strength
+    contrast = 1 + (uniform(n, x, generator) * 2 - 1) * strength
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast.view(-1, 1, 1, 1) + mean
+    return (x * brightness.view(-1, 1, 1, 1)).clamp_(0, 1)
+
+
+def channel_stats(images: np.ndarray, sample: int = 10_000) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] units, from up to `sample` images."""
+    step = max(1, len(images) // sample)
+    pixels = np.asarray(images[::step], dtype=np.float32) / 255
+    mean = pixels.mean(axis=(0, 1, 2))
+    std = pixels.std(axis=(0, 1, 2)).clip(min=1e-3)
+    return [float(v) for v in mean], [float(v) for v in std]

@@ -1,0 +1,132 @@
+"""Background training: a queue in the store, one worker process per workspace.
+
+A run is a `queued` row first. `ensure_worker()` starts `python -m core worker`
+in its own session (so it outlives the Streamlit server and any browser tab) if
+none holds the workspace's worker lock. The worker claims queued runs one at a
+time (one per GPU is the sane default on one machine; the CPU gets one too),
+trains, beats, and exits after a while with nothing to do.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from core.config import TrainConfig
+from core.runs import execute_run, new_run
+from core.store import Store
+from core.workspace import home, logs_dir
+
+log = logging.getLogger(__name__)
+STALE_SECONDS = 20.0  # a running run with no heartbeat for this long is interrupted
+RESUMABLE = ("interrupted", "stopped", "failed")
+
+
+def lock_path() -> Path:
+    return home() / "worker.lock"
+
+
+@contextmanager
+def worker_lock(block: bool = False):
+    """Hold the workspace's worker lock; yields False if another process holds it."""
+    handle = open(lock_path(), "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+    except BlockingIOError:
+        handle.close()
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def worker_alive() -> bool:
+    with worker_lock() as free:
+        return not free
+
+
+def reconcile(store: Store) -> list[str]:
+    """Mark `running` runs whose heartbeat went stale (their process died) as interrupted."""
+    return store.mark_stale_runs(max_age_s=STALE_SECONDS)
+
+
+def submit(config: TrainConfig, store: Store | None = None, *, group: str | None = None,
+           start_worker: bool = True) -> str:
+    """Queue a run and make sure a worker will pick it up."""
+    store = store or Store()
+    run_id = new_run(config, store, status="queued", group=group)
+    if start_worker:
+        ensure_worker()
+    return run_id
+
+
+def resume(run_ref: str, store: Store | None = None, *, start_worker: bool = True) -> str:
+    """Queue an interrupted, stopped or failed run again; it continues from its last checkpoint."""
+    store = store or Store()
+    reconcile(store)
+    run = store.get_run(run_ref)
+    if run is None:
+        raise ValueError(f"There is no run {run_ref!r}.")
+    if run["status"] not in RESUMABLE:
+        raise ValueError(f"Run {run['name']} is {run['status']}; only "
+                         f"{', '.join(RESUMABLE)} runs can be resumed.")
+    store.update_run(run["run_id"], status="queued", stop_requested=0, error=None,
+                     finished_at=None)
+    if start_worker:
+        ensure_worker()
+    return run["run_id"]
+
+
+def stop(run_ref: str, store: Store | None = None) -> str:
+    store = store or Store()
+    run = store.get_run(run_ref)
+    if run is None:
+        raise ValueError(f"There is no run {run_ref!r}.")
+    store.request_stop(run["run_id"])
+    return run["run_id"]
+
+
+def ensure_worker() -> bool:
+    """Start a detached worker unless one is running; True if one was started."""
+    if worker_alive():
+        return False
+    log_file = open(logs_dir() / "worker.log", "a")
+    subprocess.Popen(
+        [sys.executable, "-m", "core", "worker"], stdout=log_file, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True, cwd=Path(__file__).parent.parent,
+        env=os.environ | {"CNN_STUDIO_HOME": str(home())},
+    )
+    log_file.close()
+    return True
+
+
+def work(*, idle_exit_s: float = 120.0, poll_s: float = 1.0, max_runs: int | None = None) -> int:
+    """The worker loop: claim and train queued runs until idle for idle_exit_s. Returns how many
+    runs it trained, or -1 if another worker already holds the workspace."""
+    with worker_lock() as mine:
+        if not mine:
+            return -1
+        store = Store()
+        reconcile(store)
+        done, idle_since = 0, time.monotonic()
+        while max_runs is None or done < max_runs:
+            run = store.claim_next_run(os.getpid())
+            if run is None:
+                if time.monotonic() - idle_since > idle_exit_s:
+                    break
+                time.sleep(poll_s)
+                continue
+            log.info("training run %s (%s)", run["run_id"], run["name"])
+            execute_run(run["run_id"], store)
+            done += 1
+            idle_since = time.monotonic()
+        return done

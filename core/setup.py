@@ -1,0 +1,162 @@
+"""Everything a run needs before its first step: device, data on it, model, optimizer."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.checkpoint import load_weights
+from core.config import TrainConfig
+from core.data.cache import default_image_size, load_cache
+from core.data.dataset import Dataset, load_dataset, write_json_atomic
+from core.data.loader import DeviceSplit, channel_stats
+from core.workspace import runs_dir
+from models import PRETRAINED_NAME, create_model, model_profile
+from models.pretrained import freeze_backbone, pretrained_data_config
+
+
+@dataclass
+class Setup:
+    device: torch.device
+    dataset: Dataset
+    image_size: int
+    train: DeviceSplit
+    val: DeviceSplit
+    test: DeviceSplit
+    mean: torch.Tensor
+    std: torch.Tensor
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    steps_per_epoch: int
+    params: int
+    flops: int | None
+
+    @property
+    def classes(self) -> list[str]:
+        return self.dataset.classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.dataset.classes)
+
+    def set_backbone_frozen(self, frozen: bool) -> None:
+        if hasattr(self.model, "get_classifier"):
+            freeze_backbone(self.model, frozen)
+
+    def describe(self) -> dict:
+        return {"device": str(self.device), "model": self.model.__class__.__name__,
+                "params": self.params, "image_size": self.image_size,
+                "train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was asked for but no GPU is visible; use --device auto or cpu.")
+    return torch.device(name)
+
+
+def autocast_for(device: torch.device, precision: str) -> Callable:
+    bf16 = precision == "bf16" or (
+        precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
+    if not bf16:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def prepare(config: TrainConfig, run_dir: Path) -> Setup:
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    dataset = load_dataset(config.data)
+    size = config.image_size or default_image_size(dataset)
+    images = load_cache(dataset, size)
+    labels = np.array([item.label for item in dataset.items], dtype=np.int64)
+    splits = {name: np.array(dataset.indices(name), dtype=np.int64)
+              for name in ("train", "val", "test")}
+    mean, std = normalisation(config, dataset, images, splits["train"])
+    model = build_model(config, dataset, size).to(device, memory_format=torch.channels_last)
+    profile = model_profile(model, in_chans=dataset.channels, image_size=size)
+    write_model_card(run_dir, config, dataset, size, mean, std)
+    train = DeviceSplit(images[splits["train"]], labels[splits["train"]], device)
+    return Setup(
+        device=device, dataset=dataset, image_size=size, train=train,
+        val=DeviceSplit(images[splits["val"]], labels[splits["val"]], device),
+        test=DeviceSplit(images[splits["test"]], labels[splits["test"]], device),
+        mean=torch.tensor(mean, device=device), std=torch.tensor(std, device=device),
+        model=model, optimizer=make_optimizer(config, model),
+        autocast=autocast_for(device, config.precision),
+        steps_per_epoch=max(1, len(train) // config.batch_size),
+        params=profile["params"], flops=profile.get("flops"),
+    )
+
+
+def normalisation(config: TrainConfig, dataset: Dataset, images: np.ndarray,
+                  train_index: np.ndarray) -> tuple[list[float], list[float]]:
+    if config.model == PRETRAINED_NAME:
+        data_config = pretrained_data_config()
+        mean, std = list(data_config["mean"]), list(data_config["std"])
+        if dataset.channels == 1:
+            return [sum(mean) / 3], [sum(std) / 3]
+        return mean, std
+    return channel_stats(images[np.sort(train_index)])
+
+
+def build_model(config: TrainConfig, dataset: Dataset, size: int) -> torch.nn.Module:
+    model = create_model(config.extra.get("spec") or config.model, in_chans=dataset.channels,
+                         num_classes=len(dataset.classes), image_size=size)
+    if config.init_from:
+        load_matching_weights(model, runs_dir() / config.init_from / "best.safetensors")
+    return model
+
+
+def load_matching_weights(model: torch.nn.Module, path: Path) -> None:
+    """Start from another run's weights; layers whose shape differs (the head) stay new."""
+    if not path.exists():
+        raise ValueError(f"No trained weights at {path}; choose a completed run to start from.")
+    own = model.state_dict()
+    weights = {k: v for k, v in load_weights(path).items() if k in own and own[k].shape == v.shape}
+    if not weights:
+        raise ValueError("That run's model shares no layers with this one; pick the same model.")
+    model.load_state_dict(weights, strict=False)
+
+
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        (decay if parameter.ndim > 1 else no_decay).append(parameter)  # no decay on bias / norm
+    groups = [{"params": decay, "weight_decay": config.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    lr = config.peak_lr()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=config.momentum, nesterov=config.nesterov)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    if config.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=lr, momentum=config.momentum)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def write_model_card(run_dir: Path, config: TrainConfig, dataset: Dataset, size: int,
+                     mean: list[float], std: list[float]) -> None:
+    """What inference needs to rebuild the model and preprocess exactly as validation did."""
+    write_json_atomic(run_dir / "model.json", {
+        "model": config.model, "classes": dataset.classes, "in_chans": dataset.channels,
+        "image_size": size, "mean": mean, "std": std, "data": dataset.name,
+        "content_hash": dataset.content_hash, "spec": config.extra.get("spec"),
+    })
+
+
+def read_model_card(run_dir: Path) -> dict:
+    return json.loads((run_dir / "model.json").read_text())

@@ -1,0 +1,211 @@
+"""The training loop: one `fit`, config in, events out through hooks.
+
+Data lives on the device (core.data.loader); the loop never waits for the device
+between steps: losses and hit counts accumulate there and are read about once a
+second, when step metrics go out and the stop flag is checked.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from core.config import TrainConfig
+from core.data.loader import Augment, to_model_input
+from core.evaluate import evaluate, per_class_metrics
+from core.hooks import Hooks, HookList
+from core.schedule import lr_factor
+from core.setup import Setup, prepare
+
+FLUSH_SECONDS = 1.0  # how often step metrics are read from the device and sent to the hooks
+
+
+class StopRequested(Exception):
+    """A hook asked the run to stop; it ends cleanly as `stopped`."""
+
+
+class NonFiniteLoss(Exception):
+    """The loss became NaN or infinite; the run ends as `failed`."""
+
+
+@dataclass
+class Progress:
+    """Everything about a run's progress that a resume needs, saved with `last`."""
+    epoch: int = 0  # epochs completed
+    step: int = 0
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    best_val_loss: float = math.inf
+    epochs_without_improvement: int = 0
+    epoch_seconds: list[float] = field(default_factory=list)
+    epoch_images: list[int] = field(default_factory=list)
+
+
+def fit(config: TrainConfig, run_dir: Path, hooks: Hooks | Iterable[Hooks] = (),
+        resume: bool = False) -> dict:
+    """Train `config` writing checkpoints into run_dir; return the result summary."""
+    hooks = hooks if isinstance(hooks, Hooks) else HookList(list(hooks))
+    config.validate()
+    setup = prepare(config, run_dir)
+    progress = Progress()
+    if resume and has_checkpoint(run_dir, "last"):
+        saved = load_checkpoint(run_dir, "last", setup.model, setup.optimizer)
+        progress = Progress(**saved["progress"])
+    hooks.on_start(setup.describe() | {"resumed_from_epoch": progress.epoch})
+    status, reason = "completed", None
+    loop_start = time.perf_counter()
+    try:
+        run_epochs(config, setup, progress, hooks, run_dir)
+    except StopRequested:
+        status = "stopped"
+    except NonFiniteLoss as error:
+        status, reason = "failed", str(error)
+    train_seconds = time.perf_counter() - loop_start
+    result = finish(config, setup, progress, run_dir, status, reason, train_seconds)
+    hooks.on_end(result)
+    return result
+
+
+def run_epochs(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hooks,
+               run_dir: Path) -> None:
+    while progress.epoch < config.epochs:
+        epoch = progress.epoch
+        setup.set_backbone_frozen(epoch < config.freeze_epochs)
+        train_metrics = train_one_epoch(config, setup, progress, hooks)
+        val = evaluate(setup.model, setup.val, setup.mean, setup.std,
+                       num_classes=setup.num_classes, autocast=setup.autocast)
+        progress.epoch = epoch + 1
+        improved_acc = val["acc"] > progress.best_val_acc
+        if improved_acc:
+            progress.best_val_acc, progress.best_epoch = val["acc"], epoch + 1
+            save_checkpoint(run_dir, "best", setup.model, state={"epoch": epoch + 1, **val_json(val)})
+        stop_early = update_early_stopping(config, progress, val["loss"])
+        save_checkpoint(run_dir, "last", setup.model, setup.optimizer,
+                        state={"progress": progress.__dict__})
+        metrics = {**train_metrics, "val_loss": val["loss"], "val_acc": val["acc"]}
+        if setup.num_classes >= 10:
+            metrics["val_top5"] = val["top5"]
+        hooks.on_epoch(progress.step, progress.epoch, metrics)
+        if stop_early or hooks.should_stop():
+            if not stop_early:
+                raise StopRequested
+            break
+
+
+def update_early_stopping(config: TrainConfig, progress: Progress, val_loss: float) -> bool:
+    if val_loss < progress.best_val_loss:
+        progress.best_val_loss, progress.epochs_without_improvement = val_loss, 0
+    else:
+        progress.epochs_without_improvement += 1
+    return config.patience > 0 and progress.epochs_without_improvement >= config.patience
+
+
+def train_one_epoch(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hooks) -> dict:
+    model, optimizer, device = setup.model, setup.optimizer, setup.device
+    epoch = progress.epoch
+    torch.manual_seed(config.seed * 1000 + epoch)  # dropout; per epoch, so a resume replays it
+    generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
+    augment = Augment(config.flip, config.pad_crop, config.jitter)
+    peak_lr = config.peak_lr()
+    model.train()
+    epoch_loss = torch.zeros((), device=device)
+    epoch_correct = torch.zeros((), device=device, dtype=torch.long)
+    window_loss, window_images, window_start = torch.zeros((), device=device), 0, time.perf_counter()
+    seen, start = 0, time.perf_counter()
+    drop_last = len(setup.train) > config.batch_size
+    for images, labels in setup.train.batches(config.batch_size, shuffle=True,
+                                              generator=generator, drop_last=drop_last):
+        lr = peak_lr * lr_factor(config, progress.step, setup.steps_per_epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        x = to_model_input(images, setup.mean, setup.std, augment, generator)
+        with setup.autocast():
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        batch_loss = loss.detach() * len(labels)
+        epoch_loss += batch_loss
+        window_loss += batch_loss
+        epoch_correct += (logits.detach().argmax(1) == labels).sum()
+        seen += len(labels)
+        window_images += len(labels)
+        progress.step += 1
+        if time.perf_counter() - window_start >= FLUSH_SECONDS:
+            flush_window(setup, progress, hooks, window_loss, window_images, window_start, lr, seen)
+            window_loss.zero_()
+            window_images, window_start = 0, time.perf_counter()
+    if window_images:
+        flush_window(setup, progress, hooks, window_loss, window_images, window_start, lr, seen)
+    if setup.device.type == "cuda":
+        torch.cuda.synchronize(setup.device)
+    seconds = time.perf_counter() - start
+    progress.epoch_seconds.append(seconds)
+    progress.epoch_images.append(seen)
+    return {"train_loss": epoch_loss.item() / max(1, seen),
+            "train_acc": epoch_correct.item() / max(1, seen),
+            "epoch_seconds": seconds, "images_per_s": seen / seconds, "lr": lr}
+
+
+def flush_window(setup: Setup, progress: Progress, hooks: Hooks, window_loss: torch.Tensor,
+                 window_images: int, window_start: float, lr: float, seen: int) -> None:
+    loss = window_loss.item() / window_images  # the one host sync of the window
+    if not math.isfinite(loss):
+        raise NonFiniteLoss(
+            f"The training loss became {loss} at step {progress.step}. Lower the learning rate "
+            "(try a tenth of it) or turn on a warmup; the best checkpoint so far is kept.")
+    epoch_float = progress.epoch + seen / max(1, len(setup.train))
+    metrics = {"loss": loss, "lr": lr,
+               "images_per_s": window_images / (time.perf_counter() - window_start)}
+    if setup.device.type == "cuda":
+        metrics["gpu_mem_gb"] = torch.cuda.max_memory_allocated(setup.device) / 2**30
+    hooks.on_step(progress.step, epoch_float, metrics)
+    if hooks.should_stop():
+        raise StopRequested
+
+
+def finish(config: TrainConfig, setup: Setup, progress: Progress, run_dir: Path, status: str,
+           reason: str | None, train_seconds: float) -> dict:
+    """Test the best checkpoint and write the confusion matrix; build the result summary."""
+    result = {
+        "status": status, "error": reason, "model": config.model, "data": config.data,
+        "device": str(setup.device), "epochs": progress.epoch, "steps": progress.step,
+        "best_val_acc": progress.best_val_acc if progress.best_val_acc >= 0 else None,
+        "best_epoch": progress.best_epoch, "test_acc": None,
+        "train_seconds": train_seconds, "train_images_per_s": steady_throughput(progress),
+        "params": setup.params, "flops": setup.flops, "image_size": setup.image_size,
+    }
+    if setup.device.type == "cuda":
+        result["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(setup.device) / 2**30
+    if has_checkpoint(run_dir, "best") and len(setup.test):
+        load_checkpoint(run_dir, "best", setup.model)
+        test = evaluate(setup.model, setup.test, setup.mean, setup.std,
+                        num_classes=setup.num_classes, autocast=setup.autocast)
+        result.update(test_acc=test["acc"], test_loss=test["loss"])
+        if setup.num_classes >= 10:
+            result["test_top5"] = test["top5"]
+        result["per_class"] = per_class_metrics(test["confusion"], setup.classes)
+        np.save(run_dir / "confusion_test.npy", test["confusion"])
+        result["confusion"] = test["confusion"].tolist()
+    return result
+
+
+def steady_throughput(progress: Progress) -> float | None:
+    """Training images/s, leaving out the first epoch (warm-up, compilation) when there are more."""
+    seconds, images = progress.epoch_seconds, progress.epoch_images
+    if len(seconds) > 1:
+        seconds, images = seconds[1:], images[1:]
+    return sum(images) / sum(seconds) if seconds and sum(seconds) > 0 else None
+
+
+def val_json(val: dict) -> dict:
+    return {"val_loss": val["loss"], "val_acc": val["acc"]}

@@ -1,0 +1,49 @@
+"""Where things live on disk: the workspace folder and the database URL."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def home() -> Path:
+    """The workspace folder (`CNN_STUDIO_HOME`, default `./workspace`), created on first use."""
+    path = Path(os.environ.get("CNN_STUDIO_HOME", "workspace")).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def db_url() -> str:
+    """The store's SQLAlchemy URL (`CNN_STUDIO_DB`, default a SQLite file in the workspace)."""
+    return os.environ.get("CNN_STUDIO_DB") or f"sqlite:///{home() / 'studio.db'}"
+
+
+def datasets_dir() -> Path:
+    path = home() / "datasets"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def runs_dir() -> Path:
+    path = home() / "runs"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def logs_dir() -> Path:
+    path = home() / "logs"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """Return `name` if it is safe as a folder name, else raise ValueError saying what is allowed."""
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or name in {".", ".."}:
+        raise ValueError(
+            f"{what} {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+    return name

