@@ -21,8 +21,10 @@ from core.data.dataset import write_json_atomic
 
 
 def save_checkpoint(folder: Path, stem: str, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None, state: dict | None = None) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in unwrap(model).state_dict().items()}
+                    optimizer: torch.optim.Optimizer | None = None,
+                    state: dict | None = None) -> None:
+    weights = unwrap(model).state_dict()
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in weights.items()}
     meta = dict(state or {})
     if optimizer is not None:
         optim_tensors, meta["optimizer"] = flatten_optimizer(optimizer)

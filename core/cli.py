@@ -6,11 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from core import jobs
+from core import datasets, jobs
 from core.config import OPTIMIZERS, SCHEDULES, TrainConfig
-from core.data.cache import load_cache
-from core.data.dataset import delete_dataset, load_dataset
-from core.data.demo import DEMOS, create_demo
+from core.data.dataset import Dataset, load_dataset
+from core.data.demo import DEMOS
 from core.hooks import ProgressBar
 from core.runs import delete_run, execute_run, new_run, run_summary
 from core.store import Store
@@ -28,24 +27,21 @@ def stderr_progress(label: str):
 
 
 def data_import(args: argparse.Namespace) -> Result:
-    from core.data.ingest import import_dataset
-
-    dataset = import_dataset(args.path, args.name, val=args.val, test=args.test, seed=args.seed,
-                             progress=stderr_progress("importing"))
-    return finish_import(dataset, args.image_size)
+    dataset = datasets.import_path(args.path, args.name, val=args.val, test=args.test,
+                                   seed=args.seed, image_size=args.image_size,
+                                   progress=stderr_progress("importing"))
+    return import_result(dataset)
 
 
 def data_demo(args: argparse.Namespace) -> Result:
-    dataset = create_demo(args.kind, args.name, val=args.val, test=args.test, seed=args.seed,
-                          overwrite=args.overwrite, progress=stderr_progress(f"writing {args.kind}"))
-    return finish_import(dataset, args.image_size)
+    dataset = datasets.add_demo(args.kind, args.name, val=args.val, test=args.test, seed=args.seed,
+                                overwrite=args.overwrite, image_size=args.image_size,
+                                progress=stderr_progress(f"writing {args.kind}"))
+    return import_result(dataset)
 
 
-def finish_import(dataset, image_size: int | None) -> Result:
-    if image_size:
-        load_cache(dataset, image_size, progress=stderr_progress("caching"))
+def import_result(dataset: Dataset) -> Result:
     summary = dataset.summary()
-    Store().record_dataset(summary)
     dropped = f", dropped {len(summary['dropped'])}" if summary["dropped"] else ""
     text = (f"dataset {summary['name']}: {summary['kept']} images in {len(summary['classes'])} "
             f"classes{dropped}; splits {summary['splits']}")
@@ -53,21 +49,16 @@ def finish_import(dataset, image_size: int | None) -> Result:
 
 
 def data_list(args: argparse.Namespace) -> Result:
-    from core.data.dataset import list_datasets
-
-    summaries = []
-    for name in list_datasets():
-        summary = load_dataset(name).summary()
+    summaries = datasets.summaries()
+    for summary in summaries:
         summary.pop("dropped")
-        summaries.append(summary)
     text = "\n".join(f"{s['name']:24} {s['kept']:7} images  {len(s['classes']):3} classes  "
                      f"{s['origin']}" for s in summaries) or "no datasets yet"
     return {"datasets": summaries}, text, 0
 
 
 def data_delete(args: argparse.Namespace) -> Result:
-    delete_dataset(args.name)
-    Store().forget_dataset(args.name)
+    datasets.remove(args.name)
     return {"deleted": args.name}, f"deleted dataset {args.name}", 0
 
 
@@ -163,10 +154,22 @@ def predict(args: argparse.Namespace) -> Result:
     loaded = load_model(args.run)
     images = [open_image(path) for path in args.images]
     tops = loaded.top_k(images, args.top_k)
-    predictions = [{"image": str(path), "top": top} for path, top in zip(args.images, tops)]
+    predictions = [{"image": str(path), "top": top}
+                   for path, top in zip(args.images, tops, strict=True)]
     text = "\n".join(f"{p['image']}: " + ", ".join(f"{t['label']} {t['prob']:.3f}"
                                                    for t in p["top"]) for p in predictions)
     return {"run_id": loaded.run_id, "predictions": predictions}, text, 0
+
+
+def lr_find(args: argparse.Namespace) -> Result:
+    from core.lr_find import lr_find as range_test
+
+    config = config_from_args(args)
+    load_dataset(config.data)
+    found = range_test(config)
+    text = (f"suggested learning rate: {fmt(found['suggestion'], '.2e')} "
+            f"(tried {len(found['lrs'])} steps from {found['lrs'][0]:.1e})")
+    return found, text, 0
 
 
 def worker(args: argparse.Namespace) -> Result:
@@ -229,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     command(data, "delete", data_delete, "delete a dataset").add_argument("name")
 
     add_train_arguments(command(commands, "train", train, "train a model (or resume a run)"))
+
+    sub = command(commands, "lr-find", lr_find, "suggest a learning rate (LR range test)")
+    add_train_arguments(sub)
 
     runs = commands.add_parser("runs", help="list, show, cancel, delete runs").add_subparsers()
     command(runs, "list", runs_list, "list runs")

@@ -35,7 +35,7 @@ def lock_path() -> Path:
 @contextmanager
 def worker_lock(block: bool = False):
     """Hold the workspace's worker lock; yields False if another process holds it."""
-    handle = open(lock_path(), "a+")
+    handle = open(lock_path(), "a+")  # noqa: SIM115 (held across the yield)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
     except BlockingIOError:
@@ -99,13 +99,12 @@ def ensure_worker() -> bool:
     """Start a detached worker unless one is running; True if one was started."""
     if worker_alive():
         return False
-    log_file = open(logs_dir() / "worker.log", "a")
-    subprocess.Popen(
-        [sys.executable, "-m", "core", "worker"], stdout=log_file, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL, start_new_session=True, cwd=Path(__file__).parent.parent,
-        env=os.environ | {"CNN_STUDIO_HOME": str(home())},
-    )
-    log_file.close()
+    with open(logs_dir() / "worker.log", "a") as log_file:
+        subprocess.Popen(
+            [sys.executable, "-m", "core", "worker"], stdout=log_file, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, cwd=Path(__file__).parent.parent,
+            env=os.environ | {"CNN_STUDIO_HOME": str(home())},
+        )
     return True
 
 

@@ -71,7 +71,8 @@ class StoreRecorder(Hooks):
         fields = {"epoch": epoch}
         if "val_acc" in metrics:
             best = self.store.get_run(self.run_id)["best_val_acc"] or 0.0
-            fields.update(last_val_acc=metrics["val_acc"], best_val_acc=max(best, metrics["val_acc"]))
+            fields.update(last_val_acc=metrics["val_acc"],
+                          best_val_acc=max(best, metrics["val_acc"]))
         self.store.update_run(self.run_id, **fields)
 
     def on_end(self, result: dict) -> None:

@@ -24,8 +24,9 @@ def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return 1.0
 
 
-def one_cycle(progress: float, peak_at: float = 0.25, start: float = 0.04, end: float = 0.0) -> float:
-    """Linear up from start×peak to the peak, then linear down to end×peak (as in the speed runs)."""
+def one_cycle(progress: float, peak_at: float = 0.25, start: float = 0.04,
+              end: float = 0.0) -> float:
+    """Linear up from start×peak to the peak, then linear down to end×peak (as the speed runs)."""
     if progress < peak_at:
         return start + (1 - start) * progress / peak_at
     return 1 - (1 - end) * (progress - peak_at) / (1 - peak_at)

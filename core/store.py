@@ -15,8 +15,21 @@ import time
 from collections.abc import Iterable
 
 from sqlalchemy import (
-    Column, Float, Integer, MetaData, String, Table, Text, create_engine, delete, event, func,
-    insert, or_, select, update,
+    Column,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
 )
 from sqlalchemy.engine import Engine
 
@@ -226,7 +239,8 @@ class Store:
         with self.writer.begin() as conn:
             conn.execute(upsert(self.writer), values)
 
-    def metrics(self, run_id: str, min_step: int = 0, names: Iterable[str] | None = None) -> list[dict]:
+    def metrics(self, run_id: str, min_step: int = 0,
+                names: Iterable[str] | None = None) -> list[dict]:
         """Metric rows of a run with step ≥ min_step, oldest first (pages poll with the last
         step they drew)."""
         query = (select(metrics_table).where(metrics_table.c.run_id == run_id)

@@ -21,7 +21,7 @@ from core.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from core.config import TrainConfig
 from core.data.loader import Augment, to_model_input
 from core.evaluate import evaluate, per_class_metrics
-from core.hooks import Hooks, HookList
+from core.hooks import HookList, Hooks
 from core.schedule import lr_factor
 from core.setup import Setup, prepare
 
@@ -86,7 +86,8 @@ def run_epochs(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hoo
         improved_acc = val["acc"] > progress.best_val_acc
         if improved_acc:
             progress.best_val_acc, progress.best_epoch = val["acc"], epoch + 1
-            save_checkpoint(run_dir, "best", setup.model, state={"epoch": epoch + 1, **val_json(val)})
+            save_checkpoint(run_dir, "best", setup.model,
+                            state={"epoch": epoch + 1, **val_json(val)})
         stop_early = update_early_stopping(config, progress, val["loss"])
         save_checkpoint(run_dir, "last", setup.model, setup.optimizer,
                         state={"progress": progress.__dict__})
@@ -118,7 +119,8 @@ def train_one_epoch(config: TrainConfig, setup: Setup, progress: Progress, hooks
     model.train()
     epoch_loss = torch.zeros((), device=device)
     epoch_correct = torch.zeros((), device=device, dtype=torch.long)
-    window_loss, window_images, window_start = torch.zeros((), device=device), 0, time.perf_counter()
+    window_loss = torch.zeros((), device=device)
+    window_images, window_start = 0, time.perf_counter()
     seen, start = 0, time.perf_counter()
     drop_last = len(setup.train) > config.batch_size
     for images, labels in setup.train.batches(config.batch_size, shuffle=True,

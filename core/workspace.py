@@ -40,7 +40,7 @@ def logs_dir() -> Path:
 
 
 def check_name(name: str, what: str = "name") -> str:
-    """Return `name` if it is safe as a folder name, else raise ValueError saying what is allowed."""
+    """Return `name` if it is safe as a folder name, else raise ValueError saying what's allowed."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or name in {".", ".."}:
         raise ValueError(
             f"{what} {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "

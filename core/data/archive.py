@@ -35,7 +35,7 @@ class Entry:
     name: str  # relative posix path as shown to the person ("cats/a.jpg")
     size: int = 0  # declared uncompressed size in bytes
     read: Callable[[int], bytes] | None = None  # read(at_most) -> bytes
-    compressed: int = 0  # compressed size (zip members), 0 when not compressed
+    compressed: int | None = None  # compressed size of a zip member, None for other sources
     label: str | None = None  # the class, when the source names it (CSV)
     problem: str = ""  # why this entry must be dropped without reading it
 

@@ -31,7 +31,7 @@ def read_idx(path: Path) -> np.ndarray:
         return np.frombuffer(handle.read(), dtype=np.uint8).reshape(shape)
 
 
-def fashion_mnist_arrays(folder: Path = FASHION_MNIST_DIR) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def fashion_mnist_arrays(folder: Path = FASHION_MNIST_DIR) -> dict:
     def find(stem: str) -> Path:
         for candidate in (folder / f"{stem}.gz", folder / stem):
             if candidate.exists():
@@ -41,10 +41,11 @@ def fashion_mnist_arrays(folder: Path = FASHION_MNIST_DIR) -> dict[str, tuple[np
             "Install Debian's package: sudo apt-get install dataset-fashion-mnist"
         )
 
-    return {
-        "train": (read_idx(find("train-images-idx3-ubyte")), read_idx(find("train-labels-idx1-ubyte"))),
-        "test": (read_idx(find("t10k-images-idx3-ubyte")), read_idx(find("t10k-labels-idx1-ubyte"))),
-    }
+    def pair(prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        return (read_idx(find(f"{prefix}-images-idx3-ubyte")),
+                read_idx(find(f"{prefix}-labels-idx1-ubyte")))
+
+    return {"train": pair("train"), "test": pair("t10k")}
 
 
 def digits_arrays() -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -106,7 +107,7 @@ def create_demo(kind: str, name: str, *, val: float = 0.1, test: float = 0.1, se
     done = 0
     for part, (images, labels) in parts.items():
         fixed = "test" if part == "test" else None
-        for index, (pixels, label) in enumerate(zip(images, labels)):
+        for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
             builder.add(Image.fromarray(pixels), int(label), f"{part}/{index}", split=fixed)
             done += 1
             if progress and done % 1000 == 0:

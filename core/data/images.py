@@ -101,10 +101,8 @@ def rescale_to_l(image: Image.Image) -> Image.Image:
     """16-bit / 32-bit / float grayscale → 8-bit by the image's own range (never clipped at 255)."""
     pixels = np.nan_to_num(np.asarray(image, dtype=np.float64))
     low, high = float(pixels.min()), float(pixels.max())
-    if high > low:
-        pixels = (pixels - low) * (255.0 / (high - low))
-    else:  # a flat image has no range to stretch: keep its level where it fits
-        pixels = np.clip(pixels, 0, 255)
+    # A flat image has no range to stretch: keep its level where it fits in 0..255.
+    pixels = (pixels - low) * (255.0 / (high - low)) if high > low else np.clip(pixels, 0, 255)
     return Image.fromarray(np.rint(pixels).astype(np.uint8))
 
 

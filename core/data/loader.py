@@ -75,7 +75,8 @@ def to_model_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def apply_augment(x: torch.Tensor, augment: Augment, generator: torch.Generator | None) -> torch.Tensor:
+def apply_augment(x: torch.Tensor, augment: Augment,
+                  generator: torch.Generator | None) -> torch.Tensor:
     if augment.flip:
         x = random_flip(x, generator)
     if augment.pad_crop > 0:
@@ -107,7 +108,8 @@ def random_pad_crop(x: torch.Tensor, pad: int, generator: torch.Generator | None
     return rows.gather(3, cols.expand(n, c, h, w))
 
 
-def random_jitter(x: torch.Tensor, strength: float, generator: torch.Generator | None) -> torch.Tensor:
+def random_jitter(x: torch.Tensor, strength: float,
+                  generator: torch.Generator | None) -> torch.Tensor:
     n = len(x)
     brightness = 1 + (uniform(n, x, generator) * 2 - 1) * strength
     contrast = 1 + (uniform(n, x, generator) * 2 - 1) * strength
