@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from core.workspace import runs_dir
 from models import PRETRAINED_NAME, create_model, model_profile
 from models.pretrained import freeze_backbone, pretrained_data_config
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Setup:
@@ -34,6 +37,7 @@ class Setup:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     autocast: Callable[[], contextlib.AbstractContextManager]
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, compiled when asked
     steps_per_epoch: int
     params: int
     flops: int | None
@@ -46,14 +50,41 @@ class Setup:
     def num_classes(self) -> int:
         return len(self.dataset.classes)
 
-    def set_backbone_frozen(self, frozen: bool) -> None:
-        if hasattr(self.model, "get_classifier"):
-            freeze_backbone(self.model, frozen)
+    def train_mode(self, backbone_frozen: bool) -> None:
+        """Train mode; with the backbone frozen, its BatchNorm statistics stay fixed too."""
+        self.model.train()
+        if not hasattr(self.model, "get_classifier"):
+            return
+        freeze_backbone(self.model, backbone_frozen)
+        if backbone_frozen:
+            head = set(self.model.get_classifier().modules())
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module not in head:
+                    module.eval()
 
     def describe(self) -> dict:
         return {"device": str(self.device), "model": self.model.__class__.__name__,
                 "params": self.params, "image_size": self.image_size,
                 "train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+class CompiledForward:
+    """torch.compile's forward, falling back to eager for good if compiling fails: asking for
+    speed must never cost the run."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.compiled = torch.compile(model)
+        self.error: str | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.error is None:
+            try:
+                return self.compiled(x)
+            except Exception as error:  # any compiler failure: carry on uncompiled
+                self.error = f"{error.__class__.__name__}: {error}"
+                log.warning("torch.compile failed, training uncompiled: %s", self.error)
+        return self.model(x)
 
 
 def pick_device(name: str) -> torch.device:
@@ -97,6 +128,7 @@ def prepare(config: TrainConfig, run_dir: Path) -> Setup:
         mean=torch.tensor(mean, device=device), std=torch.tensor(std, device=device),
         model=model, optimizer=make_optimizer(config, model),
         autocast=autocast_for(device, config.precision),
+        forward=CompiledForward(model) if config.compile else model,
         steps_per_epoch=max(1, len(train) // config.batch_size),
         params=profile["params"], flops=profile.get("flops"),
     )

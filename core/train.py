@@ -78,7 +78,6 @@ def run_epochs(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hoo
                run_dir: Path) -> None:
     while progress.epoch < config.epochs:
         epoch = progress.epoch
-        setup.set_backbone_frozen(epoch < config.freeze_epochs)
         train_metrics = train_one_epoch(config, setup, progress, hooks)
         val = evaluate(setup.model, setup.val, setup.mean, setup.std,
                        num_classes=setup.num_classes, autocast=setup.autocast)
@@ -116,7 +115,7 @@ def train_one_epoch(config: TrainConfig, setup: Setup, progress: Progress, hooks
     generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
     augment = Augment(config.flip, config.pad_crop, config.jitter)
     peak_lr = config.peak_lr()
-    model.train()
+    setup.train_mode(backbone_frozen=epoch < config.freeze_epochs)
     epoch_loss = torch.zeros((), device=device)
     epoch_correct = torch.zeros((), device=device, dtype=torch.long)
     window_loss = torch.zeros((), device=device)
@@ -130,7 +129,7 @@ def train_one_epoch(config: TrainConfig, setup: Setup, progress: Progress, hooks
             group["lr"] = lr * group.get("lr_scale", 1.0)
         x = to_model_input(images, setup.mean, setup.std, augment, generator)
         with setup.autocast():
-            logits = model(x)
+            logits = setup.forward(x)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

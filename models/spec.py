@@ -18,35 +18,16 @@ from pathlib import Path
 from torch import nn
 
 from models.errors import ModelError
+from models.spec_layers import (
+    ANY_FEATURE_MAP,
+    PLANNERS,
+    REQUIRED,
+    SCHEMA,
+    LayerProblem,
+    Shape,
+)
 
-_REQUIRED = object()
-_SCHEMA: dict[str, dict[str, object]] = {
-    "conv": {"filters": _REQUIRED, "kernel": 3, "stride": 1, "padding": "same", "activation": None},
-    "batchnorm": {},
-    "activation": {"fn": _REQUIRED},
-    "pool": {"kind": "max", "size": 2, "stride": None},
-    "dropout": {"rate": _REQUIRED},
-    "globalpool": {"kind": "avg"},
-    "flatten": {},
-    "dense": {"units": _REQUIRED, "activation": None},
-}
 _TOP_LEVEL_KEYS = {"layers", "name", "description"}
-_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "leaky_relu": nn.LeakyReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-}
-_POOLS = {"max": (nn.MaxPool2d, nn.AdaptiveMaxPool2d), "avg": (nn.AvgPool2d, nn.AdaptiveAvgPool2d)}
-
-Shape = tuple[int, ...]  # (C, H, W) for a feature map, (F,) once flattened
-_ANY_FEATURE_MAP = (1, 4096, 4096)  # big enough that no layer's size check fails on it
-
-
-class _Problem(Exception):
-    """What is wrong with one layer; the caller adds which layer it is."""
 
 
 @dataclass
@@ -114,7 +95,7 @@ def _plan(spec: object, in_chans: int, image_size: int, num_classes: int) -> tup
     """Walk the layers tracking the feature shape; returns (steps, problems)."""
     try:
         layers = _layers_of(spec)
-    except _Problem as problem:
+    except LayerProblem as problem:
         return [], [str(problem)]
     steps: list[_Step] = []
     problems: list[str] = []
@@ -123,13 +104,13 @@ def _plan(spec: object, in_chans: int, image_size: int, num_classes: int) -> tup
         try:
             kind, args = _read_layer(layer)
             if shape is None:  # an earlier layer broke the shape: check this layer's values only
-                _PLANNERS[kind](args, _ANY_FEATURE_MAP, num_classes)
+                PLANNERS[kind](args, ANY_FEATURE_MAP, num_classes)
                 continue
             if kind == "dense" and len(shape) == 3:
                 steps.append(_flatten_step(shape))
                 shape = steps[-1].out_shape
-            out_shape, params, make = _PLANNERS[kind](args, shape, num_classes)
-        except _Problem as problem:
+            out_shape, params, make = PLANNERS[kind](args, shape, num_classes)
+        except LayerProblem as problem:
             problems.append(f"{_label(index, layer)}: {problem}")
             shape = None
             continue
@@ -142,43 +123,45 @@ def _plan(spec: object, in_chans: int, image_size: int, num_classes: int) -> tup
 
 def _layers_of(spec: object) -> list:
     if not isinstance(spec, dict):
-        raise _Problem(f'a spec is an object like {{"layers": [...]}}, got {type(spec).__name__}')
+        raise LayerProblem(
+            f'a spec is an object like {{"layers": [...]}}, got {type(spec).__name__}'
+        )
     unknown = sorted(set(spec) - _TOP_LEVEL_KEYS)
     if unknown:
-        raise _Problem(
+        raise LayerProblem(
             f"unknown top-level key {unknown[0]!r}; a spec holds {sorted(_TOP_LEVEL_KEYS)}"
         )
     layers = spec.get("layers")
     if not isinstance(layers, list):
-        raise _Problem('the spec needs "layers": a list of layer objects')
+        raise LayerProblem('the spec needs "layers": a list of layer objects')
     return layers
 
 
 def _label(index: int, layer: object) -> str:
     kind = layer.get("type") if isinstance(layer, dict) else None
     return (
-        f"layer {index} ({kind})" if isinstance(kind, str) and kind in _SCHEMA else f"layer {index}"
+        f"layer {index} ({kind})" if isinstance(kind, str) and kind in SCHEMA else f"layer {index}"
     )
 
 
 def _read_layer(layer: object) -> tuple[str, dict]:
     """Check a layer's type and keys; returns its type and arguments with defaults filled in."""
     if not isinstance(layer, dict):
-        raise _Problem(f'expected an object like {{"type": "conv", ...}}, got {layer!r}')
+        raise LayerProblem(f'expected an object like {{"type": "conv", ...}}, got {layer!r}')
     kind = layer.get("type")
-    if not isinstance(kind, str) or kind not in _SCHEMA:
-        hint = _did_you_mean(str(kind), _SCHEMA)
-        raise _Problem(f"unknown type {kind!r}{hint}; use one of {', '.join(_SCHEMA)}")
-    schema = _SCHEMA[kind]
+    if not isinstance(kind, str) or kind not in SCHEMA:
+        hint = _did_you_mean(str(kind), SCHEMA)
+        raise LayerProblem(f"unknown type {kind!r}{hint}; use one of {', '.join(SCHEMA)}")
+    schema = SCHEMA[kind]
     for key in layer:
         if key != "type" and key not in schema:
             allowed = ", ".join(schema) or "no other keys"
-            raise _Problem(
+            raise LayerProblem(
                 f"unknown key {key!r}{_did_you_mean(key, schema)}; {kind} takes {allowed}"
             )
     for key, default in schema.items():
-        if default is _REQUIRED and key not in layer:
-            raise _Problem(f"missing {key!r}")
+        if default is REQUIRED and key not in layer:
+            raise LayerProblem(f"missing {key!r}")
     return kind, {key: layer.get(key, default) for key, default in schema.items()}
 
 
@@ -187,141 +170,9 @@ def _did_you_mean(word: str, options: object) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _positive_int(args: dict, key: str) -> int:
-    value = args[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Problem(f"{key} must be a whole number, got {value!r}")
-    if value <= 0:
-        raise _Problem(f"{key} must be positive, got {value}")
-    return value
-
-
-def _choice(args: dict, key: str, options: object) -> str:
-    value = args[key]
-    if not isinstance(value, str) or value not in options:
-        raise _Problem(f"{key} {value!r} is not one of {', '.join(options)}")
-    return value
-
-
-def _feature_map(shape: Shape) -> tuple[int, int, int]:
-    if len(shape) != 3:
-        raise _Problem(
-            "needs a 2-D feature map, but the features are already flat; "
-            "move it before the flatten, globalpool or dense layers"
-        )
-    return shape
-
-
-def _with_activation(make: Callable[[], nn.Module], args: dict) -> Callable[[], nn.Module]:
-    """`make`, followed by args["activation"] when one is given."""
-    if args.get("activation") is None:
-        return make
-    activation = _ACTIVATIONS[_choice(args, "activation", _ACTIVATIONS)]
-    return lambda: nn.Sequential(make(), activation())
-
-
-def _conv_padding(args: dict, kernel: int, stride: int) -> int | str:
-    padding = args["padding"]
-    if padding == "valid":
-        return 0
-    if padding == "same":
-        if stride == 1:
-            return "same"
-        if kernel % 2 == 0:
-            raise _Problem(f'padding "same" with stride {stride} needs an odd kernel, got {kernel}')
-        return kernel // 2
-    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
-        return padding
-    raise _Problem(f'padding must be "same", "valid" or a whole number >= 0, got {padding!r}')
-
-
-def _plan_conv(args: dict, shape: Shape, num_classes: int) -> tuple:
-    chans, height, width = _feature_map(shape)
-    filters, kernel = _positive_int(args, "filters"), _positive_int(args, "kernel")
-    stride = _positive_int(args, "stride")
-    padding = _conv_padding(args, kernel, stride)
-    if padding == "same":
-        out_h, out_w = height, width
-    else:
-        out_h = (height + 2 * padding - kernel) // stride + 1
-        out_w = (width + 2 * padding - kernel) // stride + 1
-    if out_h < 1 or out_w < 1:
-        raise _Problem(
-            f"kernel {kernel} does not fit the {height}x{width} feature map; "
-            'use padding "same" or a smaller kernel'
-        )
-    params = chans * filters * kernel * kernel + filters
-    make = _with_activation(lambda: nn.Conv2d(chans, filters, kernel, stride, padding), args)
-    return (filters, out_h, out_w), params, make
-
-
-def _plan_pool(args: dict, shape: Shape, num_classes: int) -> tuple:
-    chans, height, width = _feature_map(shape)
-    pool_cls = _POOLS[_choice(args, "kind", _POOLS)][0]
-    size = _positive_int(args, "size")
-    stride = size if args["stride"] is None else _positive_int(args, "stride")
-    if size > min(height, width):
-        raise _Problem(
-            f"size {size} shrinks the {height}x{width} feature map to nothing; "
-            "use a smaller size or remove the layer"
-        )
-    out_shape = (chans, (height - size) // stride + 1, (width - size) // stride + 1)
-    return out_shape, 0, lambda: pool_cls(size, stride)
-
-
-def _plan_globalpool(args: dict, shape: Shape, num_classes: int) -> tuple:
-    chans = _feature_map(shape)[0]
-    pool_cls = _POOLS[_choice(args, "kind", _POOLS)][1]
-    return (chans,), 0, lambda: nn.Sequential(pool_cls(1), nn.Flatten())
-
-
-def _plan_batchnorm(args: dict, shape: Shape, num_classes: int) -> tuple:
-    norm_cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
-    return shape, 2 * shape[0], lambda: norm_cls(shape[0])
-
-
-def _plan_activation(args: dict, shape: Shape, num_classes: int) -> tuple:
-    fn = _choice(args, "fn", _ACTIVATIONS)
-    return shape, 0, _ACTIVATIONS[fn]
-
-
-def _plan_dropout(args: dict, shape: Shape, num_classes: int) -> tuple:
-    rate = args["rate"]
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise _Problem(f"rate must be a number from 0 up to (not including) 1, got {rate!r}")
-    return shape, 0, lambda: nn.Dropout(rate)
-
-
-def _plan_flatten(args: dict, shape: Shape, num_classes: int) -> tuple:
-    return (math.prod(shape),), 0, nn.Flatten
-
-
 def _flatten_step(shape: Shape) -> _Step:
     """A flatten the spec did not ask for, before a dense layer."""
     return _Step(None, "flatten", (math.prod(shape),), 0, nn.Flatten)
-
-
-def _plan_dense(args: dict, shape: Shape, num_classes: int) -> tuple:
-    in_features = shape[0]
-    units = args["units"]
-    if units == "classes":
-        units = num_classes
-    elif isinstance(units, bool) or not isinstance(units, int) or units <= 0:
-        raise _Problem(f'units must be a positive whole number or "classes", got {units!r}')
-    make = _with_activation(lambda: nn.Linear(in_features, units), args)
-    return (units,), in_features * units + units, make
-
-
-_PLANNERS = {
-    "conv": _plan_conv,
-    "batchnorm": _plan_batchnorm,
-    "activation": _plan_activation,
-    "pool": _plan_pool,
-    "dropout": _plan_dropout,
-    "globalpool": _plan_globalpool,
-    "flatten": _plan_flatten,
-    "dense": _plan_dense,
-}
 
 
 def _auto_head(layers: list, shape: Shape, num_classes: int) -> list[_Step]:
@@ -333,5 +184,5 @@ def _auto_head(layers: list, shape: Shape, num_classes: int) -> list[_Step]:
     if len(shape) == 3:
         steps.append(_flatten_step(shape))
         shape = steps[-1].out_shape
-    out_shape, params, make = _plan_dense({"units": num_classes}, shape, num_classes)
+    out_shape, params, make = PLANNERS["dense"]({"units": num_classes}, shape, num_classes)
     return [*steps, _Step(None, "dense", out_shape, params, make)]
