@@ -109,7 +109,7 @@ def update_early_stopping(config: TrainConfig, progress: Progress, val_loss: flo
 
 
 def train_one_epoch(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hooks) -> dict:
-    model, optimizer, device = setup.model, setup.optimizer, setup.device
+    optimizer, device = setup.optimizer, setup.device
     epoch = progress.epoch
     torch.manual_seed(config.seed * 1000 + epoch)  # dropout; per epoch, so a resume replays it
     generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
