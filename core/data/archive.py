@@ -1,6 +1,6 @@
 """Enumerate the files of an upload — zip, folder, CSV or in-memory — as `Entry` objects.
 
-Nothing is read or extracted here beyond directory listings and zip headers: each
+Nothing is read here beyond directory listings, zip headers and the CSV itself: each
 entry carries its declared size and a `read(at_most)` function, so the ingest
 pipeline can check it before a byte of it is read. Problems that belong to one kind
 of source (a symlink, an unsafe path, an encrypted member) are recorded on the entry

@@ -43,7 +43,9 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             image = Image.open(io.BytesIO(data), formats=_formats())
             check_pixels(image.size, max_pixels)
             image.load()  # decode every byte now: a truncated file fails here
-            return to_l_or_rgb(upright(image))
+            clean = to_l_or_rgb(upright(image))
+            clean.info = {}  # EXIF (applied), ICC of the old mode...: none of it fits any more
+            return clean
         except ImageRejected:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -79,6 +81,9 @@ def upright(image: Image.Image) -> Image.Image:
 def to_l_or_rgb(image: Image.Image) -> Image.Image:
     """Convert any decoded mode to "L" (grayscale stays single-channel) or "RGB"."""
     mode = image.mode
+    if mode in ("L", "RGB", "P") and "transparency" in image.info:
+        flat = on_white(image.convert("RGBA"))  # a colour key or palette entry marks clear
+        return flat.convert("L") if mode == "L" else flat
     if mode in ("L", "RGB"):
         return image
     if mode == "1":
@@ -87,7 +92,7 @@ def to_l_or_rgb(image: Image.Image) -> Image.Image:
         return rescale_to_l(image)
     if mode in ("LA", "La"):
         return on_white(image.convert("RGBA")).convert("L")
-    if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
+    if mode in ("RGBA", "RGBa", "PA"):
         return on_white(image.convert("RGBA"))
     return image.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, ...
 

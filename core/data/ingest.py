@@ -135,13 +135,13 @@ def ingest(entries: Iterable[Entry], what: str, name: str, *, val: float, test: 
     check_total_size(listed, what, limits)
     plan, dropped = plan_entries(listed, limits)
     classes = sorted({cls for _, cls in plan})
-    check_enough(Counter(cls for _, cls in plan), dropped, limits, what)
+    check_enough(Counter(cls for _, cls in plan), dropped, limits, what, "image files")
     builder = DatasetBuilder(name, classes, overwrite=overwrite)
     try:
         for item in dropped:
             builder.drop(item["file"], item["reason"])
         kept = decode_into(builder, plan, classes, limits, progress)
-        check_enough(kept, builder.dropped, limits, what)
+        check_enough(kept, builder.dropped, limits, what, "usable images")
         try:
             return builder.finish(val=val, test=test, seed=seed)
         except DatasetError as exc:
@@ -156,8 +156,8 @@ def check_total_size(entries: list[Entry], what: str, limits: IngestLimits) -> N
     total = sum(max(entry.size, 0) for entry in entries)
     if total > limits.max_total_bytes:
         raise DatasetError(
-            f"{what} would unpack to {total / GiB:.1f} GiB, over the import limit of "
-            f"{limits.max_total_bytes / GiB:.1f} GiB (a zip bomb looks like this too). "
+            f"{what} holds {total / GiB:.1f} GiB of files (uncompressed), over the import limit "
+            f"of {limits.max_total_bytes / GiB:.1f} GiB (a zip bomb looks like this too). "
             "Split it into smaller datasets, or downscale the images first."
         )
 
@@ -254,19 +254,20 @@ def read_entry(entry: Entry) -> bytes:
     return data
 
 
-def check_enough(kept: Counter, dropped: list[dict], limits: IngestLimits, what: str) -> None:
-    """The whole-set rule: enough usable images, in at least two classes."""
+def check_enough(kept: Counter, dropped: list[dict], limits: IngestLimits, what: str,
+                 kind: str) -> None:
+    """The whole-set rule: enough `kind` (image files, usable images), in two classes or more."""
     classes = sorted(cls for cls, count in kept.items() if count)
     total = sum(kept.values())
     if len(classes) >= 2 and total >= limits.min_images_kept:
         return
     if not classes:
-        problem = f"{what} has no usable images"
+        problem = f"{what} has no {kind}"
     elif len(classes) == 1:
-        problem = (f"{what} has usable images in one class only ({classes[0]!r}); "
+        problem = (f"{what} has {kind} in one class only ({classes[0]!r}); "
                    "a classifier needs at least two")
     else:
-        problem = f"{what} has {total} usable images; at least {limits.min_images_kept} are needed"
+        problem = f"{what} has {total} {kind}; at least {limits.min_images_kept} are needed"
     raise DatasetError(
         f"{problem}. Put each class's images in its own folder (class_name/image.jpg) "
         "and upload the folder, a zip of it, or a CSV of path,label rows."
