@@ -31,6 +31,7 @@ class TrainConfig:
     pad_crop: int = 2  # pixels of random translation (reflect-pad and crop)
     jitter: float = 0.0  # colour jitter strength
     patience: int = 0  # early stopping: epochs without val-loss improvement; 0 = off
+    budget_minutes: float | None = None  # end at the first epoch boundary that would pass this
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto (bf16 on CUDA that has it, else fp32) | fp32 | bf16
@@ -71,6 +72,8 @@ class TrainConfig:
             problems.append("label smoothing must be in [0, 1)")
         if self.image_size is not None and not 8 <= self.image_size <= 1024:
             problems.append("image size must be between 8 and 1024 pixels")
+        if self.budget_minutes is not None and self.budget_minutes <= 0:
+            problems.append("the time budget must be a positive number of minutes")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             problems.append("device must be auto, cpu, cuda or mps")
         if self.precision not in ("auto", "fp32", "bf16"):

@@ -8,6 +8,7 @@ second, when step metrics go out and the stop flag is checked.
 from __future__ import annotations
 
 import math
+import platform
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -87,7 +88,8 @@ def run_epochs(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hoo
             progress.best_val_acc, progress.best_epoch = val["acc"], epoch + 1
             save_checkpoint(run_dir, "best", setup.model,
                             state={"epoch": epoch + 1, **val_json(val)})
-        stop_early = update_early_stopping(config, progress, val["loss"])
+        stop_early = (update_early_stopping(config, progress, val["loss"])
+                      or out_of_budget(config, progress))
         save_checkpoint(run_dir, "last", setup.model, setup.optimizer,
                         state={"progress": progress.__dict__})
         metrics = {**train_metrics, "val_loss": val["loss"], "val_acc": val["acc"]}
@@ -106,6 +108,14 @@ def update_early_stopping(config: TrainConfig, progress: Progress, val_loss: flo
     else:
         progress.epochs_without_improvement += 1
     return config.patience > 0 and progress.epochs_without_improvement >= config.patience
+
+
+def out_of_budget(config: TrainConfig, progress: Progress) -> bool:
+    """True when another epoch like the last would end past the time budget."""
+    if config.budget_minutes is None:
+        return False
+    spent = sum(progress.epoch_seconds)
+    return spent + progress.epoch_seconds[-1] > config.budget_minutes * 60
 
 
 def train_one_epoch(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hooks) -> dict:
@@ -184,6 +194,7 @@ def finish(config: TrainConfig, setup: Setup, progress: Progress, run_dir: Path,
         "best_epoch": progress.best_epoch, "test_acc": None,
         "train_seconds": train_seconds, "train_images_per_s": steady_throughput(progress),
         "params": setup.params, "flops": setup.flops, "image_size": setup.image_size,
+        "environment": environment(setup.device),
     }
     if setup.device.type == "cuda":
         result["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(setup.device) / 2**30
@@ -198,6 +209,16 @@ def finish(config: TrainConfig, setup: Setup, progress: Progress, run_dir: Path,
         np.save(run_dir / "confusion_test.npy", test["confusion"])
         result["confusion"] = test["confusion"].tolist()
     return result
+
+
+def environment(device: torch.device) -> dict:
+    """Versions and hardware, so a result can be reproduced and compared fairly."""
+    env = {"torch": torch.__version__, "cuda": torch.version.cuda,
+           "python": platform.python_version(), "device": str(device),
+           "cpu_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
 
 
 def steady_throughput(progress: Progress) -> float | None:
