@@ -172,6 +172,30 @@ def lr_find(args: argparse.Namespace) -> Result:
     return found, text, 0
 
 
+def bench(args: argparse.Namespace) -> Result:
+    from core import bench as benchmarks
+    from core.setup import pick_device
+
+    device = pick_device(args.device or "auto")
+    if args.kind == "pipeline":
+        rows = benchmarks.pipeline(args.data, args.model or "tiny-cnn", image_size=args.image_size,
+                                   batch_size=args.batch_size or 64, steps=args.steps,
+                                   warmup=args.warmup, device=args.device or "auto")
+        title = "Engine vs naive pipeline vs synthetic ceiling (training images/s)"
+    elif args.kind == "ingest":
+        rows = benchmarks.ingest(args.data, args.image_size or 32)
+        title = "Ingest: decoding into the cache"
+    else:
+        if not args.model:
+            raise ValueError("bench accuracy needs --model.")
+        seeds = [int(s) for s in args.seeds.split(",")]
+        targets = [float(t) for t in args.targets.split(",")]
+        rows = benchmarks.time_to_accuracy(config_from_args(args), targets, seeds)
+        title = "Time to accuracy"
+    table = benchmarks.markdown_table(rows, title, device)
+    return {"kind": args.kind, "rows": rows, "markdown": table}, table, 0
+
+
 def worker(args: argparse.Namespace) -> Result:
     count = jobs.work(idle_exit_s=args.idle_exit)
     if count < 0:
@@ -235,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command(commands, "lr-find", lr_find, "suggest a learning rate (LR range test)")
     add_train_arguments(sub)
+
+    sub = command(commands, "bench", bench, "benchmarks (see bench/RESULTS.md)")
+    sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy"))
+    add_train_arguments(sub)
+    sub.add_argument("--steps", type=int, default=50, help="timed steps per side")
+    sub.add_argument("--warmup", type=int, default=5, help="untimed steps per side")
+    sub.add_argument("--seeds", default="0", help="accuracy: comma-separated seeds")
+    sub.add_argument("--targets", default="0.93,0.94", help="accuracy: test-accuracy targets")
 
     runs = commands.add_parser("runs", help="list, show, cancel, delete runs").add_subparsers()
     command(runs, "list", runs_list, "list runs")
