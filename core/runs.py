@@ -11,6 +11,8 @@ import time
 import traceback
 from pathlib import Path
 
+import torch
+
 from core.checkpoint import has_checkpoint
 from core.config import TrainConfig
 from core.hooks import Hooks, LogFile
@@ -20,6 +22,7 @@ from core.workspace import runs_dir
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 2.0
+MIN_OOM_BATCH = 8
 METRIC_BATCH_SECONDS = 1.0
 
 
@@ -121,7 +124,7 @@ def execute_run(run_id: str, store: Store, extra_hooks: list[Hooks] | None = Non
     hooks = [StoreRecorder(store, run_id, heartbeat), LogFile(folder / "log.txt"),
              *(extra_hooks or [])]
     try:
-        result = fit(config, folder, hooks, resume=resume)
+        result = fit_shrinking_batch_on_oom(config, folder, hooks, resume, store, run_id)
     except Exception as error:  # a boundary: whatever went wrong, the run is recorded as failed
         result = failure(config, error, folder)
     finally:
@@ -130,6 +133,35 @@ def execute_run(run_id: str, store: Store, extra_hooks: list[Hooks] | None = Non
                      error=result.get("error"), best_val_acc=result.get("best_val_acc"),
                      test_acc=result.get("test_acc"), summary=result)
     return {"run_id": run_id, "name": run["name"], **result}
+
+
+def fit_shrinking_batch_on_oom(config: TrainConfig, folder: Path, hooks: list[Hooks],
+                               resume: bool, store: Store, run_id: str) -> dict:
+    """Train; when the device runs out of memory, halve the batch and continue from the last
+    checkpoint (noted on the run) rather than dying, down to MIN_OOM_BATCH."""
+    notes = []
+    while True:
+        try:
+            result = fit(config, folder, hooks, resume=resume)
+            return result | ({"notes": notes} if notes else {})
+        except torch.OutOfMemoryError:
+            if config.batch_size // 2 < MIN_OOM_BATCH:
+                raise
+            release_device_memory()
+            notes.append(f"out of memory at batch size {config.batch_size}; "
+                         f"continued at {config.batch_size // 2}")
+            LogFile(folder / "log.txt").write(notes[-1])
+            config.batch_size //= 2
+            store.update_run(run_id, config=config.to_dict())
+            resume = True
+
+
+def release_device_memory() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def failure(config: TrainConfig, error: Exception, folder: Path) -> dict:

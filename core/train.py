@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import platform
+import resource
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -198,6 +199,7 @@ def finish(config: TrainConfig, setup: Setup, progress: Progress, run_dir: Path,
     }
     if setup.device.type == "cuda":
         result["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(setup.device) / 2**30
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if has_checkpoint(run_dir, "best") and len(setup.test):
         load_checkpoint(run_dir, "best", setup.model)
         test = evaluate(setup.model, setup.test, setup.mean, setup.std,
