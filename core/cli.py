@@ -70,6 +70,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if getattr(args, key, None) is not None}
     fields["flip"] = not args.no_flip
     fields["compile"] = args.compile
+    fields["tta_flip"] = args.tta_flip
     return TrainConfig(**fields)
 
 
@@ -225,6 +226,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jitter", type=float, help="colour jitter strength (0: off)")
     parser.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--tta-flip", action="store_true",
+                        help="evaluate with flip test-time augmentation")
     parser.add_argument("--freeze-epochs", type=int, help="pretrained: epochs with frozen backbone")
     parser.add_argument("--init-from", help="start from this run's weights (new head)")
     parser.add_argument("--resume", metavar="RUN", help="continue an interrupted or stopped run")

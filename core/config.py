@@ -31,6 +31,7 @@ class TrainConfig:
     pad_crop: int = 2  # pixels of random translation (reflect-pad and crop)
     jitter: float = 0.0  # colour jitter strength
     patience: int = 0  # early stopping: epochs without val-loss improvement; 0 = off
+    tta_flip: bool = False  # evaluate on each image and its mirror image, averaging the logits
     budget_minutes: float | None = None  # end at the first epoch boundary that would pass this
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps

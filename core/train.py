@@ -81,7 +81,7 @@ def run_epochs(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hoo
     while progress.epoch < config.epochs:
         epoch = progress.epoch
         train_metrics = train_one_epoch(config, setup, progress, hooks)
-        val = evaluate(setup.model, setup.val, setup.mean, setup.std,
+        val = evaluate(setup.model, setup.val, setup.mean, setup.std, tta_flip=config.tta_flip,
                        num_classes=setup.num_classes, autocast=setup.autocast)
         progress.epoch = epoch + 1
         improved_acc = val["acc"] > progress.best_val_acc
@@ -202,7 +202,7 @@ def finish(config: TrainConfig, setup: Setup, progress: Progress, run_dir: Path,
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if has_checkpoint(run_dir, "best") and len(setup.test):
         load_checkpoint(run_dir, "best", setup.model)
-        test = evaluate(setup.model, setup.test, setup.mean, setup.std,
+        test = evaluate(setup.model, setup.test, setup.mean, setup.std, tta_flip=config.tta_flip,
                         num_classes=setup.num_classes, autocast=setup.autocast)
         result.update(test_acc=test["acc"], test_loss=test["loss"])
         if setup.num_classes >= 10:
