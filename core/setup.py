@@ -187,6 +187,7 @@ def write_model_card(run_dir: Path, config: TrainConfig, dataset: Dataset, size:
         "model": config.model, "classes": dataset.classes, "in_chans": dataset.channels,
         "image_size": size, "mean": mean, "std": std, "data": dataset.name,
         "content_hash": dataset.content_hash, "spec": config.extra.get("spec"),
+        "splits": dataset.split_counts(), "split_seed": dataset.seed,
     })
 
 

@@ -89,7 +89,9 @@ class DatasetBuilder:
         labels = [self.items[i].label for i in free]
         if any(split == "test" for split in self.fixed_splits):
             test = 0.0  # the source has its own test set; only carve val from the rest
-        splits = stratified_split(labels, self.classes, val=val, test=test, seed=seed)
+        splits = []
+        if free:  # items added with a pinned split need none
+            splits = stratified_split(labels, self.classes, val=val, test=test, seed=seed)
         for index, split in zip(free, splits, strict=True):
             self.items[index].split = split
         for index, split in enumerate(self.fixed_splits):
