@@ -162,6 +162,23 @@ def predict(args: argparse.Namespace) -> Result:
     return {"run_id": loaded.run_id, "predictions": predictions}, text, 0
 
 
+def export(args: argparse.Namespace) -> Result:
+    from core.export import export_run
+
+    result = export_run(args.run, args.format, args.out)
+    parity = result["parity"]
+    text = (f"exported run {result['run_id']} as {result['format']} to {result['path']} "
+            f"(card {result['card']}); parity on {parity['images']} {parity['inputs']} images: "
+            f"max |diff| {fmt(parity['max_abs_diff'], '.2e')}, "
+            f"top-1 agreement {fmt(parity['top1_agreement'], '.3f')}")
+    if parity["passed"]:
+        return result, text, 0
+    print(f"error: the exported model's outputs differ from PyTorch's by more than "
+          f"{parity['tolerance']:g} (max {fmt(parity['max_abs_diff'], '.2e')}); do not ship "
+          "it. Try the other format.", file=sys.stderr)
+    return result, text, 1
+
+
 def lr_find(args: argparse.Namespace) -> Result:
     from core.lr_find import lr_find as range_test
 
@@ -280,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--run", required=True)
     sub.add_argument("--top-k", type=int, default=3)
     sub.add_argument("images", nargs="+", type=Path)
+
+    sub = command(commands, "export", export, "export a run as ONNX, TorchScript or safetensors")
+    sub.add_argument("--run", required=True)
+    sub.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
+    sub.add_argument("--out", required=True, type=Path,
+                     help="file (or folder) to write; the model card goes beside it")
 
     sub = command(commands, "worker", worker, "train queued runs in the background")
     sub.add_argument("--idle-exit", type=float, default=120.0, help="seconds idle before exiting")

@@ -19,10 +19,12 @@ from core.hooks import Hooks, LogFile
 from core.store import Store
 from core.train import fit
 from core.workspace import runs_dir
+from models import describe_model
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 2.0
 MIN_OOM_BATCH = 8
+KEPT_ACROSS_RETRAINING = ("exports",)  # summary entries a resumed run must not lose
 METRIC_BATCH_SECONDS = 1.0
 
 
@@ -37,6 +39,8 @@ def new_run(config: TrainConfig, store: Store, *, status: str = "queued",
     """Validate the config, record the run, and make its folder; returns the run id."""
     config.validate()
     attach_spec(config)
+    if "spec" not in config.extra and not config.model.lower().endswith(".json"):
+        describe_model(config.model)  # an unknown name fails here, before a run row exists
     run_id = store.create_run(config.to_dict(), name=config.name, status=status, group=group)
     (run_folder(run_id) / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
     return run_id
@@ -129,9 +133,10 @@ def execute_run(run_id: str, store: Store, extra_hooks: list[Hooks] | None = Non
         result = failure(config, error, folder)
     finally:
         heartbeat.done.set()
+    kept = {key: run["summary"][key] for key in KEPT_ACROSS_RETRAINING if key in run["summary"]}
     store.update_run(run_id, status=result["status"], finished_at=time.time(),
                      error=result.get("error"), best_val_acc=result.get("best_val_acc"),
-                     test_acc=result.get("test_acc"), summary=result)
+                     test_acc=result.get("test_acc"), summary=kept | result)
     return {"run_id": run_id, "name": run["name"], **result}
 
 
