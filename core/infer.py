@@ -87,6 +87,8 @@ def load_model(run_ref: str, store: Store | None = None, *, checkpoint: str = "b
 
 def open_image(source: str | Path | bytes) -> Image.Image:
     """Decode an image file or bytes with the importer's checks; ValueError says what is wrong."""
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        raise ValueError(f"There is no image file at {source}.")
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     try:
         return decode_image(data, MAX_PIXELS)

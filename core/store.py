@@ -134,7 +134,7 @@ class Store:
 
     def create_run(self, config: dict, *, name: str | None = None, status: str = "queued",
                    group: str | None = None) -> str:
-        run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
         row = {
             "run_id": run_id, "name": name or f"{config['model']}-{config['data']}-{run_id[-4:]}",
             "status": status, "model": str(config["model"]), "data": config["data"],

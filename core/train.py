@@ -83,6 +83,11 @@ def run_epochs(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hoo
         train_metrics = train_one_epoch(config, setup, progress, hooks)
         val = evaluate(setup.model, setup.val, setup.mean, setup.std, tta_flip=config.tta_flip,
                        num_classes=setup.num_classes, autocast=setup.autocast)
+        if not math.isfinite(val["loss"]):  # weights went bad on a step whose loss looked fine
+            raise NonFiniteLoss(
+                f"The validation loss became {val['loss']} after epoch {epoch + 1}. Lower the "
+                "learning rate (try a tenth of it) or turn on a warmup; the best checkpoint so "
+                "far is kept.")
         progress.epoch = epoch + 1
         improved_acc = val["acc"] > progress.best_val_acc
         if improved_acc:

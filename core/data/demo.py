@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from core.data.build import DatasetBuilder
-from core.data.cache import write_cache
+from core.data.cache import default_image_size, write_cache
 from core.data.dataset import Dataset, DatasetError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -114,6 +114,6 @@ def create_demo(kind: str, name: str, *, val: float = 0.1, test: float = 0.1, se
                 progress(done, total)
     dataset = builder.finish(val=val, test=test, seed=seed)
     native = np.concatenate([images for images, _ in parts.values()])
-    if native.shape[1] == native.shape[2]:  # every demo is square: prime its cache at native size
+    if native.shape[1] == native.shape[2] == default_image_size(dataset):  # prime the cache
         write_cache(dataset, native.shape[1], native if native.ndim == 4 else native[..., None])
     return dataset
