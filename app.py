@@ -1,0 +1,32 @@
+"""CNN Studio: the Streamlit entry point. It only routes; each page lives in pages/.
+
+    streamlit run app.py          (or: make run)
+
+The workspace folder is CNN_STUDIO_HOME (default ./workspace), read by core itself.
+Training runs in a background worker process (core.jobs), never in this server.
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="CNN Studio", page_icon=":material/neurology:", layout="wide")
+
+
+def page(file: str, title: str, icon: str, url_path: str | None = None, **options) -> st.Page:
+    return st.Page(f"pages/{file}", title=title, icon=f":material/{icon}:", url_path=url_path,
+                   **options)
+
+
+pages = {
+    "": [page("home.py", "Home", "home", default=True)],
+    "Build": [
+        page("datasets.py", "Datasets", "folder_open", "datasets"),
+        page("train.py", "Train", "model_training", "train"),
+    ],
+    "Watch": [
+        page("runs.py", "Runs", "monitoring", "runs"),
+        page("compare.py", "Compare", "compare_arrows", "compare"),
+    ],
+    "Use": [page("classify.py", "Classify", "image_search", "classify")],
+}
+
+st.navigation(pages).run()

@@ -1,0 +1,175 @@
+"""Small Streamlit helpers every page shares: errors, formatting, the store, metric logs."""
+
+from __future__ import annotations
+
+import re
+import runpy
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import streamlit as st
+
+from core import jobs
+from core.data.dataset import DatasetError
+from core.runs import run_folder
+from core.store import Store
+from models import ModelError
+from pages.metric_log import MetricLog
+
+USER_ERRORS = (ValueError, DatasetError, ModelError, OSError)  # ModelUnavailable is a ValueError
+APP_SCRIPT = Path(__file__).resolve().parent.parent / "app.py"
+WORKER_START_GRACE_S = 30.0
+MAX_LOGS = 24  # metric logs kept per session (the oldest are dropped)
+ACTIVE = ("queued", "running")
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
+SHORTCODE_START = re.compile(r":(?=[A-Za-z])")
+
+ICONS = {  # Material icons: Streamlit ships the font, so they show without emoji fonts
+    "home": ":material/home:", "datasets": ":material/folder_open:",
+    "train": ":material/model_training:", "runs": ":material/monitoring:",
+    "compare": ":material/compare_arrows:", "classify": ":material/image_search:",
+}
+PAGES = {  # page files, for st.page_link and st.switch_page
+    "home": "pages/home.py", "datasets": "pages/datasets.py", "train": "pages/train.py",
+    "runs": "pages/runs.py", "compare": "pages/compare.py", "classify": "pages/classify.py",
+}
+
+
+def ensure_routed() -> None:
+    """Hand the run to app.py's st.navigation when Streamlit ran this page file by itself.
+
+    A fresh server whose first request is a page's URL (say /classify) runs the page file
+    directly, in Streamlit's older `pages/` folder mode: no router, every helper module listed
+    as a page (AppTest does this on every run). Turning that mode off and running app.py
+    here, in the same script run, routes the same URL with the widget events intact."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        runpy.run_path(str(APP_SCRIPT), run_name="__main__")
+        st.stop()
+
+
+def plain(text: object) -> str:
+    """User text (a run, dataset, class or file name, or a message quoting one) escaped for
+    the elements that render markdown, so it reads exactly as typed and never as markup."""
+    escaped = MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    return SHORTCODE_START.sub(":\u200b", escaped)  # no :smile: or :material/x: icons either
+
+
+def store() -> Store:
+    return Store()  # engines are made once per process and URL; a Store is cheap
+
+
+@contextmanager
+def user_errors(action: str) -> Iterator[None]:
+    """Show a problem the person can fix as st.error (no traceback): "Could not <action>: …"."""
+    try:
+        yield
+    except USER_ERRORS as error:
+        st.error(f"Could not {action}: {plain(error)}", icon=":material/error:")
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def count(value: float | None) -> str:
+    """1234567 → 1.23M."""
+    if value is None:
+        return "–"
+    for size, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{unit}"
+    return f"{value:.0f}"
+
+
+def run_seconds(run: dict) -> float | None:
+    """Wall time so far (running) or in all (finished); None before it started."""
+    if not run.get("started_at"):
+        return None
+    end = run.get("finished_at") or (time.time() if run["status"] == "running" else None)
+    return end - run["started_at"] if end else None
+
+
+def run_label(run: dict) -> str:  # for select boxes, which show plain text
+    return f"{run['name']}  ·  {run['status']}"
+
+
+def active_runs(runs: list[dict]) -> list[dict]:
+    return [run for run in runs if run["status"] in ACTIVE]
+
+
+def keep_jobs_moving(db: Store) -> list[dict]:
+    """Mark runs whose worker died as interrupted, and start a worker when runs wait with none
+    (after a reboot, say). Returns every run, newest first."""
+    jobs.reconcile(db)
+    runs = db.list_runs()
+    # A worker just started by submit takes seconds to import torch and take its lock: wait.
+    stuck = [run for run in runs if run["status"] == "queued"
+             and time.time() - run["created_at"] > WORKER_START_GRACE_S]
+    if stuck and not jobs.worker_alive():
+        jobs.ensure_worker()
+    return runs
+
+
+def has_model(run: dict) -> bool:
+    folder = run_folder(run["run_id"])
+    return (folder / "model.json").exists() and (folder / "best.safetensors").exists()
+
+
+def log_tail(run_id: str, lines: int = 40) -> str:
+    path: Path = run_folder(run_id) / "log.txt"
+    if not path.exists():
+        return ""
+    with open(path, "rb") as handle:
+        handle.seek(0, 2)
+        handle.seek(max(0, handle.tell() - 64_000))
+        text = handle.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def metric_log(run: dict, db: Store, names: list[str] | None = None) -> MetricLog:
+    """The session's log of this run's metrics, topped up with the rows newer than those
+    already drawn. A resumed run (new started_at) starts a fresh log."""
+    logs: dict = st.session_state.setdefault("metric_logs", {})
+    key = (run["run_id"], run.get("started_at"), tuple(names or ()))
+    log = logs.pop(key, None) or MetricLog()
+    logs[key] = log  # re-inserted: most recently used last
+    while len(logs) > MAX_LOGS:
+        logs.pop(next(iter(logs)))
+    log.add(db.metrics(run["run_id"], min_step=log.last_step, names=names))
+    return log
+
+
+@st.cache_resource(show_spinner=False)
+def device_label() -> str:
+    """The GPU's name and memory, or "CPU"."""
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "Apple GPU (MPS)"
+    return "CPU"
+
+
+def go_to_run(run_id: str) -> None:
+    st.session_state["run_pick"] = run_id
+    st.switch_page(PAGES["runs"])

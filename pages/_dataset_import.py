@@ -1,0 +1,165 @@
+"""The Datasets page's "Add a dataset" panel: zip, folder, class by class, built-in."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import streamlit as st
+
+from core import datasets
+from core.data.dataset import Dataset, list_datasets
+from pages._common import plain, user_errors
+
+IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
+REPORT_KEY = "import_report"
+
+
+def safe_name(text: str, fallback: str = "dataset") -> str:
+    """A dataset name core accepts, made from a file name: "My Photos (2).zip" → "My-Photos-2"."""
+    stem = re.sub(r"\.(zip|tar|gz|tgz)$", "", text.strip(), flags=re.IGNORECASE)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:64]
+    return name or fallback
+
+
+def split_settings(key: str) -> tuple[float, float]:
+    with st.expander("Validation and test split"):
+        cols = st.columns(2)
+        val = cols[0].slider("Validation share", 0.0, 0.4, 0.1, 0.05, key=f"{key}_val")
+        test = cols[1].slider("Test share", 0.0, 0.4, 0.1, 0.05, key=f"{key}_test")
+    return val, test
+
+
+def run_import(label: str, make: Callable[[Callable[[int, int], None]], Dataset]) -> None:
+    """Call an importer with a progress bar; on success remember its report and show the new
+    dataset below."""
+    bar = st.progress(0.0, text=f"{label}…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(1.0, done / total) if total else 0.0, text=f"{label}: {done}/{total}")
+
+    with user_errors("import the dataset"):
+        dataset = make(progress)
+        st.session_state[REPORT_KEY] = dataset.summary()
+        st.session_state["dataset_pick"] = dataset.name
+        bar.empty()
+        st.rerun()
+    bar.empty()
+
+
+def zip_tab() -> None:
+    upload = st.file_uploader("A zip of class folders (class_name/image.jpg)", type=["zip"],
+                              key="zip_upload")
+    name = st.text_input("Dataset name", key="zip_name",
+                         placeholder=safe_name(upload.name) if upload else "my-dataset")
+    val, test = split_settings("zip")
+    if st.button("Import zip", type="primary", disabled=upload is None, key="zip_go"):
+        chosen = name.strip() or safe_name(upload.name)
+        run_import("Importing", lambda progress: datasets.import_path(
+            upload, chosen, val=val, test=test, progress=progress))
+
+
+def folder_tab() -> None:
+    files = st.file_uploader("A folder with one sub-folder per class", type=IMAGE_TYPES,
+                             accept_multiple_files="directory", key="folder_upload")
+    name = st.text_input("Dataset name", key="folder_name", placeholder="my-dataset")
+    val, test = split_settings("folder")
+    if st.button("Import folder", type="primary", disabled=not files, key="folder_go"):
+        entries = [(file.name, file.getvalue()) for file in files]
+        if not any("/" in entry[0] for entry in entries):
+            st.error("The browser sent the files without their folder names, so the classes "
+                     "are unknown. Upload a zip of the folder instead, or use Class by class.")
+            return
+        chosen = name.strip() or "my-dataset"
+        run_import("Importing", lambda progress: datasets.import_uploads(
+            entries, chosen, val=val, test=test, progress=progress))
+
+
+def class_by_class_tab() -> None:
+    st.caption("Name a class and drop its images; add as many classes as you need.")
+    ids: list[int] = st.session_state.setdefault("tm_classes", [0, 1])
+    for class_id in list(ids):
+        with st.container(border=True):
+            cols = st.columns([3, 1])
+            cols[0].text_input("Class name", key=f"tm_name_{class_id}",
+                               placeholder=f"class {ids.index(class_id) + 1}")
+            if len(ids) > 2 and cols[1].button("Remove", key=f"tm_remove_{class_id}"):
+                ids.remove(class_id)
+                st.rerun()
+            st.file_uploader("Images of this class", type=IMAGE_TYPES,
+                             accept_multiple_files=True, key=f"tm_files_{class_id}")
+    if st.button("Add a class", key="tm_add", icon=":material/add:"):
+        ids.append(max(ids) + 1)
+        st.rerun()
+    name = st.text_input("Dataset name", key="tm_dataset_name", placeholder="my-classes")
+    val, test = split_settings("tm")
+    if st.button("Create dataset", type="primary", key="tm_go"):
+        entries = class_entries(ids)
+        if entries is not None:
+            chosen = name.strip() or "my-classes"
+            run_import("Importing", lambda progress: datasets.import_uploads(
+                entries, chosen, val=val, test=test, progress=progress))
+
+
+def class_entries(ids: list[int]) -> list[tuple[str, bytes]] | None:
+    """("class/file", bytes) pairs from the class-by-class form, or None after an st.error."""
+    entries, seen = [], set()
+    for class_id in ids:
+        label = st.session_state.get(f"tm_name_{class_id}", "").strip()
+        files = st.session_state.get(f"tm_files_{class_id}") or []
+        if not files:
+            continue
+        if not label or "/" in label or "\\" in label or label in (".", ".."):
+            st.error("Give every class that has images a name (without / or \\).")
+            return None
+        if label in seen:
+            st.error(f"Two classes are both named {plain(repr(label))}; give each class its own "
+                     "name.")
+            return None
+        seen.add(label)
+        entries += [(f"{label}/{file.name}", file.getvalue()) for file in files]
+    if len(seen) < 2:
+        st.error("Add images to at least two classes: a classifier needs two to tell apart.")
+        return None
+    return entries
+
+
+def builtin_tab() -> None:
+    existing = set(list_datasets())
+    for kind, description in datasets.demo_kinds().items():
+        cols = st.columns([4, 1])
+        cols[0].markdown(f"**{kind}** — {description}")
+        added = kind in existing
+        if cols[1].button("Added" if added else "Add", key=f"demo_{kind}", disabled=added,
+                          use_container_width=True):
+            run_import(f"Writing {kind}", lambda progress, kind=kind: datasets.add_demo(
+                kind, kind, progress=progress))
+
+
+def import_report() -> None:
+    """What the last import kept and dropped, shown once after it finished."""
+    report = st.session_state.pop(REPORT_KEY, None)
+    if not report:
+        return
+    dropped = report["dropped"]
+    st.success(f"Imported {plain(report['name'])}: {report['kept']} images in "
+               f"{len(report['classes'])} classes"
+               + (f"; dropped {len(dropped)} file(s), listed below." if dropped else "."))
+    if dropped:
+        st.dataframe(dropped, hide_index=True, use_container_width=True,
+                     column_config={"file": "File", "reason": "Why it was dropped"})
+
+
+def add_dataset_panel() -> None:
+    st.subheader("Add a dataset")
+    import_report()
+    tabs = st.tabs([":material/folder_zip: Zip file", ":material/folder: Folder",
+                    ":material/category: Class by class", ":material/inventory_2: Built-in"])
+    with tabs[0]:
+        zip_tab()
+    with tabs[1]:
+        folder_tab()
+    with tabs[2]:
+        class_by_class_tab()
+    with tabs[3]:
+        builtin_tab()

@@ -1,0 +1,87 @@
+"""The Runs page's buttons for one run: stop, resume, clone, rename, delete."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import streamlit as st
+
+from core import jobs
+from core.runs import delete_run
+from core.store import Store
+from pages._common import PAGES, plain, user_errors
+
+RESUMABLE = ("interrupted", "stopped", "failed")
+
+
+def stop_button(run: dict, db: Store, slots: Iterator) -> None:
+    if run["status"] in ("queued", "running") and next(slots).button(
+            "Stop", key="run_stop", icon=":material/stop:",
+            help="Stops after the current step; the best model is kept"):
+        with user_errors("stop the run"):
+            jobs.stop(run["run_id"], db)
+            st.toast("Stop requested; the run ends within a few seconds.")
+            st.rerun()
+
+
+def resume_button(run: dict, db: Store, slots: Iterator) -> None:
+    if run["status"] in RESUMABLE and next(slots).button(
+            "Resume", key="run_resume", icon=":material/play_arrow:",
+            help="Continues from the last finished epoch"):
+        with user_errors("resume the run"):
+            jobs.resume(run["run_id"], db)
+            st.rerun()
+
+
+def clone_button(run: dict, slots: Iterator) -> None:
+    if next(slots).button("Clone", key="run_clone", icon=":material/content_copy:",
+                          help="Open the Train form with these settings"):
+        st.session_state["clone_config"] = dict(run["config"])
+        st.switch_page(PAGES["train"])
+
+
+def rename_control(run: dict, db: Store, slots: Iterator) -> None:
+    with next(slots).popover("Rename", icon=":material/edit:"):
+        new_name = st.text_input("New name", value=run["name"], max_chars=128,
+                                 key=f"rename_{run['run_id']}")
+        if st.button("Save name", key="run_rename_save"):
+            new_name = new_name.strip()
+            if not new_name:
+                st.error("Type a name: it cannot be empty.")
+            else:
+                db.update_run(run["run_id"], name=new_name)
+                st.rerun()
+
+
+def delete_control(run: dict, db: Store, slots: Iterator) -> None:
+    if run["status"] in ("queued", "running"):
+        return
+    if st.session_state.get("confirm_delete_run") != run["run_id"]:
+        if next(slots).button("Delete…", key="run_delete", icon=":material/delete:"):
+            st.session_state["confirm_delete_run"] = run["run_id"]
+            st.rerun()
+        return
+    st.warning(f"Delete run {plain(repr(run['name']))} with its metrics and trained model? "
+               "This cannot be undone.")
+    cols = st.columns([1, 1, 6])
+    if cols[0].button("Yes, delete", type="primary", key="run_delete_yes"):
+        st.session_state.pop("confirm_delete_run", None)
+        with user_errors("delete the run"):
+            delete_run(run["run_id"], db)
+            st.session_state.pop("run_pick", None)
+            st.toast(f"Deleted run {plain(run['name'])}")
+            st.rerun()
+    if cols[1].button("Cancel", key="run_delete_no"):
+        st.session_state.pop("confirm_delete_run", None)
+        st.rerun()
+
+
+def action_bar(run: dict, db: Store) -> None:
+    """The buttons that apply to the run's status, left to right without gaps."""
+    bar = st.container(horizontal=True)
+    slots = iter([bar] * 5)  # each action that applies takes the next place in the row
+    stop_button(run, db, slots)
+    resume_button(run, db, slots)
+    clone_button(run, slots)
+    rename_control(run, db, slots)
+    delete_control(run, db, slots)

@@ -1,0 +1,191 @@
+"""The Train page's form: model choice and hyperparameters, kept in session state under
+`train_*` keys, so a cloned run can fill them in and they survive switching pages."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+from core.config import DEFAULT_LR, OPTIMIZERS, SCHEDULES, TrainConfig
+from core.data.cache import default_image_size
+from core.data.dataset import Dataset
+from models import (
+    PRETRAINED_NAME,
+    create_model,
+    describe_model,
+    list_presets,
+    list_timm_models,
+    model_profile,
+)
+from pages._common import count, plain
+from pages._layer_editor import layer_editor, load_spec_into_editor
+
+KINDS = ["Preset", "timm architecture", "Pretrained EfficientNet-Lite0", "Custom layers"]
+CUSTOM_NAME = "custom-cnn"
+IMAGE_SIZES = [0, 16, 24, 28, 32, 48, 64, 96, 128, 160, 192, 224, 256]  # 0: the dataset's own
+DEFAULTS = TrainConfig(data="")
+KEEP = "session"  # widget values survive a visit to another page
+RANGES = {  # the form's number widgets: (lowest, highest); a cloned value is clamped to them
+    "epochs": (1, 100_000), "batch_size": (1, 65_536), "weight_decay": (0.0, 1.0),
+    "momentum": (0.0, 0.999), "label_smoothing": (0.0, 0.5), "warmup_epochs": (0.0, 100.0),
+    "step_size": (1, 1000), "gamma": (0.01, 1.0), "pad_crop": (0, 8), "jitter": (0.0, 0.5),
+    "patience": (0, 100), "seed": (0, 2**31 - 1), "freeze_epochs": (0, 100),
+}
+
+
+def state_default(key: str, value: object) -> None:
+    if key not in st.session_state:
+        st.session_state[key] = value
+
+
+def apply_clone(config: dict) -> None:
+    """Fill the form from a run's config (the Runs page's Clone button)."""
+    for field in dataclasses.fields(TrainConfig):
+        if field.name in config and field.name not in ("data", "model", "extra", "name"):
+            st.session_state[f"train_{field.name}"] = within_range(field.name, config[field.name])
+    st.session_state["train_lr"] = config.get("lr") or DEFAULT_LR[config.get("optimizer", "adamw")]
+    st.session_state["train_image_size"] = config.get("image_size") or 0
+    st.session_state["train_name"] = ""
+    st.session_state["train_data"] = config.get("data")
+    model, spec = config.get("model", "tiny-cnn"), (config.get("extra") or {}).get("spec")
+    if spec:
+        st.session_state["train_kind"] = "Custom layers"
+        load_spec_into_editor(spec)
+    elif model == PRETRAINED_NAME:
+        st.session_state["train_kind"] = "Pretrained EfficientNet-Lite0"
+    elif model in list_presets():
+        st.session_state.update(train_kind="Preset", train_preset=model)
+    elif model in list_timm_models():
+        st.session_state.update(train_kind="timm architecture", train_timm=model)
+
+
+def within_range(name: str, value: object) -> object:
+    if name not in RANGES or not isinstance(value, int | float) or isinstance(value, bool):
+        return value
+    low, high = RANGES[name]
+    return type(low)(min(max(value, low), high))
+
+
+def number(column, label: str, name: str, **options) -> None:
+    """A number input for TrainConfig field `name`, within RANGES."""
+    low, high = RANGES[name]
+    column.number_input(label, low, high, key=f"train_{name}", persist_state=KEEP, **options)
+
+
+@st.cache_data(max_entries=64, show_spinner="Measuring the model…")
+def profile(model: str, in_chans: int, num_classes: int, image_size: int) -> dict:
+    net = create_model(model, in_chans=in_chans, num_classes=num_classes, image_size=image_size)
+    return model_profile(net, in_chans=in_chans, image_size=image_size)
+
+
+def show_profile(model: str, dataset: Dataset, image_size: int) -> None:
+    try:
+        numbers = profile(model, dataset.channels, len(dataset.classes), image_size)
+    except ValueError as error:  # ModelError: this model cannot take these images
+        st.error(plain(error))
+        return
+    cols = st.columns(2)
+    cols[0].metric("Parameters", count(numbers["params"]))
+    cols[1].metric("FLOPs per image", count(numbers["flops"]))
+
+
+def model_picker(dataset: Dataset, image_size: int) -> tuple[str, dict | None]:
+    """The chosen model name and, for custom layers, its spec (None while it does not build)."""
+    state_default("train_kind", "Preset")
+    kind = st.segmented_control("Model", KINDS, key="train_kind", persist_state=KEEP)
+    kind = kind or "Preset"
+    if kind == "Custom layers":
+        spec = layer_editor(dataset.channels, image_size, len(dataset.classes))
+        return CUSTOM_NAME, spec
+    if kind == "Preset":
+        presets = list_presets()
+        state_default("train_preset", presets[0])
+        model = st.selectbox("Preset", presets, key="train_preset", persist_state=KEEP)
+    elif kind == "timm architecture":
+        names = list_timm_models()
+        state_default("train_timm", "resnet18" if "resnet18" in names else names[0])
+        model = st.selectbox(f"Architecture (type to search {len(names):,} timm models)", names,
+                             key="train_timm", persist_state=KEEP)
+    else:
+        model = PRETRAINED_NAME
+        if image_size < 96:
+            st.warning(f"The pretrained network saw 224 px photos; at {image_size} px it has "
+                       "little to work with. Choose an image size of 96–224 px below.")
+    st.caption(describe_model(model))
+    show_profile(model, dataset, image_size)
+    return model, None
+
+
+def on_optimizer_change() -> None:
+    st.session_state["train_lr"] = DEFAULT_LR[st.session_state["train_optimizer"]]
+
+
+def main_settings(dataset: Dataset) -> None:
+    for key in ("epochs", "batch_size", "optimizer", "schedule"):
+        state_default(f"train_{key}", getattr(DEFAULTS, key))
+    state_default("train_lr", DEFAULT_LR[st.session_state["train_optimizer"]])
+    state_default("train_image_size", 0)
+    own = default_image_size(dataset)
+    cols = st.columns(3)
+    number(cols[0], "Epochs", "epochs")
+    number(cols[1], "Batch size", "batch_size")
+    sizes = sorted({*IMAGE_SIZES, st.session_state["train_image_size"]})  # a clone's own size too
+    cols[2].selectbox("Image size", sizes, key="train_image_size", persist_state=KEEP,
+                      format_func=lambda s: f"dataset's own ({own} px)" if s == 0 else f"{s} px")
+    cols = st.columns(3)
+    cols[0].selectbox("Optimizer", OPTIMIZERS, key="train_optimizer", persist_state=KEEP,
+                      on_change=on_optimizer_change)
+    cols[1].number_input("Peak learning rate", min_value=1e-6, max_value=10.0, format="%g",
+                         step=1e-4, key="train_lr", persist_state=KEEP,
+                         help="The schedule scales this over the run; see the preview.")
+    cols[2].selectbox("Schedule", SCHEDULES, key="train_schedule", persist_state=KEEP)
+
+
+def more_settings() -> None:
+    names = ("weight_decay", "momentum", "warmup_epochs", "step_size", "gamma",
+             "label_smoothing", "flip", "pad_crop", "jitter", "patience", "seed", "device",
+             "precision", "compile", "freeze_epochs")
+    for key in names:
+        state_default(f"train_{key}", getattr(DEFAULTS, key))
+    state_default("train_name", "")
+    with st.expander("More settings: regularisation, augmentation, device"):
+        cols = st.columns(3)
+        number(cols[0], "Weight decay", "weight_decay", format="%g")
+        number(cols[1], "Momentum (sgd, rmsprop)", "momentum")
+        number(cols[2], "Label smoothing", "label_smoothing", step=0.05)
+        cols = st.columns(3)
+        number(cols[0], "Warm-up epochs", "warmup_epochs", step=0.5,
+               help="cosine, step and constant schedules")
+        number(cols[1], "Step size (epochs)", "step_size",
+               help="step schedule: epochs between decays")
+        number(cols[2], "Step decay factor", "gamma")
+        cols = st.columns(3)
+        cols[0].checkbox("Random horizontal flip", key="train_flip", persist_state=KEEP)
+        cols[1].slider("Random shift (pixels)", *RANGES["pad_crop"], key="train_pad_crop",
+                       persist_state=KEEP)
+        cols[2].slider("Colour jitter", *RANGES["jitter"], step=0.05, key="train_jitter",
+                       persist_state=KEEP)
+        cols = st.columns(3)
+        number(cols[0], "Early stopping patience (0 = off)", "patience")
+        number(cols[1], "Seed", "seed")
+        number(cols[2], "Frozen-backbone epochs (pretrained)", "freeze_epochs")
+        cols = st.columns(3)
+        cols[0].selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="train_device",
+                          persist_state=KEEP)
+        cols[1].selectbox("Precision", ["auto", "fp32", "bf16"], key="train_precision",
+                          persist_state=KEEP)
+        cols[2].checkbox("torch.compile", key="train_compile", persist_state=KEEP)
+        st.text_input("Run name (optional)", key="train_name", max_chars=100, persist_state=KEEP)
+
+
+def form_config(data: str, model: str, spec: dict | None) -> TrainConfig:
+    """The TrainConfig the form describes right now."""
+    state = st.session_state
+    values = {field.name: state[f"train_{field.name}"] for field in dataclasses.fields(TrainConfig)
+              if f"train_{field.name}" in state
+              and field.name not in ("data", "model", "name", "image_size", "extra")}
+    return TrainConfig(
+        **values, data=data, model=model, image_size=state.get("train_image_size") or None,
+        name=(state.get("train_name") or "").strip() or None,
+        extra={"spec": spec} if spec else {})

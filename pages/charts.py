@@ -1,0 +1,147 @@
+"""Plotly figures for the pages, and the thinning that keeps each trace small.
+
+Pure functions (no Streamlit): data in, `go.Figure` out, so they are easy to test.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import plotly.graph_objects as go
+
+MAX_POINTS = 2000  # per trace: more than a chart's width in pixels, few enough to stay fast
+HEIGHT = 300
+TRAIN, VAL, TEST = "#2563eb", "#f59e0b", "#10b981"
+SPLIT_COLOURS = {"train": TRAIN, "val": VAL, "test": TEST}
+PALETTE = ["#2563eb", "#f59e0b", "#10b981", "#dc2626", "#7c3aed", "#0891b2", "#db2777",
+           "#65a30d", "#ea580c", "#475569"]  # one colour per run on overlays
+
+
+@dataclass
+class Trace:
+    name: str
+    xs: Sequence[float]
+    ys: Sequence[float]
+    mode: str = "lines"  # "lines", "markers" or "lines+markers"
+    width: float = 2.0
+    opacity: float = 1.0
+    dash: str | None = None
+    colour: str | None = None  # None: the next colour of PALETTE
+
+
+def safe(text: object) -> str:
+    """A name for Plotly, which reads a few HTML tags in its labels: shown as typed instead."""
+    return html.escape(str(text), quote=False)
+
+
+def thin(xs: Sequence[float], ys: Sequence[float],
+         max_points: int = MAX_POINTS) -> tuple[list[float], list[float]]:
+    """At most max_points evenly spaced points, the first and the last always kept."""
+    n = len(xs)
+    if n <= max_points:
+        return list(xs), list(ys)
+    if max_points < 2:
+        return [xs[-1]], [ys[-1]]
+    picks = sorted({round(i * (n - 1) / (max_points - 1)) for i in range(max_points)})
+    return [xs[i] for i in picks], [ys[i] for i in picks]
+
+
+def base_layout(fig: go.Figure, title: str, x_title: str, y_title: str,
+                height: int = HEIGHT) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 15}},
+        height=height, margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1},
+        xaxis_title=x_title, yaxis_title=y_title, hovermode="x unified",
+        colorway=PALETTE,
+    )
+    return fig
+
+
+def line_figure(traces: Sequence[Trace], title: str, x_title: str, y_title: str, *,
+                log_y: bool = False, percent: bool = False) -> go.Figure:
+    """Overlaid lines, each thinned to MAX_POINTS; traces without points are left out."""
+    fig = go.Figure()
+    for trace in traces:
+        if not len(trace.xs):
+            continue
+        xs, ys = thin(trace.xs, trace.ys)
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, name=safe(trace.name), mode=trace.mode, opacity=trace.opacity,
+            line={"width": trace.width, "dash": trace.dash, "color": trace.colour},
+            marker={"size": 7, "color": trace.colour}))
+    base_layout(fig, title, x_title, y_title)
+    if log_y:
+        fig.update_yaxes(type="log")
+    if percent:
+        fig.update_yaxes(tickformat=".0%")
+    return fig
+
+
+def balance_figure(class_split_counts: dict[str, dict[str, int]]) -> go.Figure:
+    """Images per class, stacked by split."""
+    classes = list(class_split_counts)
+    fig = go.Figure()
+    for split, colour in SPLIT_COLOURS.items():
+        fig.add_trace(go.Bar(name=split, x=[safe(cls) for cls in classes], marker_color=colour,
+                             y=[class_split_counts[cls].get(split, 0) for cls in classes]))
+    fig.update_layout(barmode="stack")
+    return base_layout(fig, "Class balance", "class", "images")
+
+
+def lr_schedule_figure(points: Sequence[tuple[float, float]], schedule: str) -> go.Figure:
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    return line_figure([Trace("learning rate", xs, ys)], f"Learning-rate schedule ({schedule})",
+                       "epoch", "learning rate")
+
+
+def lr_find_figure(lrs: Sequence[float], losses: Sequence[float],
+                   suggestion: float | None) -> go.Figure:
+    """The LR range test: loss against learning rate (log axis), the suggestion marked."""
+    fig = line_figure([Trace("loss", lrs, losses)], "LR range test", "learning rate", "loss")
+    fig.update_xaxes(type="log")
+    if suggestion:
+        fig.add_vline(x=suggestion, line_dash="dash", line_color="#dc2626",
+                      annotation_text=f"suggested {suggestion:.2g}")
+    return fig
+
+
+def top_k_figure(top: Sequence[dict]) -> go.Figure:
+    """Horizontal bars of class probabilities, the most likely on top."""
+    labels = [safe(entry["label"]) for entry in reversed(top)]
+    probs = [entry["prob"] for entry in reversed(top)]
+    fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color="#2563eb",
+                           text=[f"{p:.1%}" for p in probs], textposition="auto"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(type="category")
+    base_layout(fig, "", "probability", "", height=max(160, 40 * len(top) + 60))
+    fig.update_layout(margin={"t": 10}, hovermode="closest")
+    return fig
+
+
+def confusion_figure(matrix: Sequence[Sequence[float]], classes: Sequence[str],
+                     title: str = "Confusion matrix (test split)") -> go.Figure:
+    size = max(300, min(700, 40 * len(classes) + 150))
+    names = [safe(cls) for cls in classes]
+    fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues",
+                               hovertemplate="true %{y}<br>predicted %{x}<br>%{z}<extra></extra>",
+                               texttemplate="%{z}" if len(classes) <= 20 else None))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category")
+    return base_layout(fig, safe(title), "predicted", "true", height=size)
+
+
+def scatter_figure(points: Sequence[dict], x_key: str, y_key: str, title: str,
+                   x_title: str, y_title: str, *, log_x: bool = False) -> go.Figure:
+    """One labelled marker per run (e.g. accuracy against parameters)."""
+    usable = [p for p in points if p.get(x_key) is not None and p.get(y_key) is not None]
+    fig = go.Figure(go.Scatter(
+        x=[p[x_key] for p in usable], y=[p[y_key] for p in usable], mode="markers+text",
+        text=[safe(p["name"]) for p in usable], textposition="top center", marker={"size": 11},
+        cliponaxis=False))
+    base_layout(fig, title, x_title, y_title)
+    fig.update_layout(hovermode="closest", margin={"l": 60, "r": 60})
+    fig.update_xaxes(type="log" if log_x else "linear", tickformat="~s")
+    return fig

@@ -1,0 +1,76 @@
+"""Datasets: add one (zip, folder, class by class, built-in), look at it, delete it."""
+
+import streamlit as st
+
+from core import datasets
+from core.data.dataset import list_datasets
+from pages._common import ICONS, PAGES, ensure_routed, plain, store, user_errors
+from pages._dataset_import import add_dataset_panel
+from pages._dataset_view import (
+    augmentation_preview,
+    balance,
+    current_dataset,
+    dropped_report,
+    gallery,
+    overview,
+)
+
+
+def delete_control(name: str) -> None:
+    """Delete, after asking: a two-step button so a slip of the mouse loses nothing."""
+    if st.session_state.get("confirm_delete_dataset") != name:
+        if st.button("Delete this dataset…", key="dataset_delete", icon=":material/delete:"):
+            st.session_state["confirm_delete_dataset"] = name
+            st.rerun()
+        return
+    used = [run for run in store().list_runs() if run["data"] == name]
+    st.warning(f"Delete dataset {plain(repr(name))} and its images from the workspace? This "
+               f"cannot be undone. {len(used)} run(s) trained on it keep their models, but "
+               "cannot be resumed or cloned without it.")
+    cols = st.columns([1, 1, 6])
+    if cols[0].button("Yes, delete", type="primary", key="dataset_delete_yes"):
+        st.session_state.pop("confirm_delete_dataset", None)
+        with user_errors("delete the dataset"):
+            datasets.remove(name)
+            st.session_state.pop("dataset_pick", None)
+            st.toast(f"Deleted dataset {plain(name)}")
+            st.rerun()
+    if cols[1].button("Cancel", key="dataset_delete_no"):
+        st.session_state.pop("confirm_delete_dataset", None)
+        st.rerun()
+
+
+def show_dataset(name: str) -> None:
+    with user_errors("open the dataset"):
+        dataset = current_dataset(name)
+        overview(dataset)
+        balance(dataset)
+        dropped_report(dataset)
+        st.divider()
+        gallery(dataset)
+        st.divider()
+        augmentation_preview(dataset)
+        st.divider()
+        cols = st.columns([2, 5])
+        with cols[0]:
+            delete_control(name)
+        if cols[1].button(f"Train a model on {plain(name)}", icon=ICONS["train"], type="tertiary",
+                          key="dataset_train"):
+            st.session_state["train_data"] = name
+            st.switch_page(PAGES["train"])
+
+
+ensure_routed()
+st.title("Datasets")
+add_dataset_panel()
+st.divider()
+st.subheader("Your datasets")
+names = list_datasets()
+if not names:
+    st.info("No datasets yet. Add one above: a zip of class folders is the quickest way, or "
+            "try a built-in dataset.")
+else:
+    if st.session_state.get("dataset_pick") not in names:
+        st.session_state["dataset_pick"] = names[0]
+    picked = st.selectbox("Dataset", names, key="dataset_pick", persist_state="session")
+    show_dataset(picked)

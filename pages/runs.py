@@ -1,0 +1,123 @@
+"""Runs: every run in a sortable table, and one run's live view with its controls."""
+
+import numpy as np
+import streamlit as st
+
+from core.runs import run_folder
+from pages._common import (
+    ACTIVE,
+    ICONS,
+    PAGES,
+    active_runs,
+    ensure_routed,
+    keep_jobs_moving,
+    plain,
+    run_label,
+    run_seconds,
+    store,
+)
+from pages._live import live_panel, result_summary, still_panel
+from pages._run_actions import action_bar
+from pages.charts import confusion_figure
+
+TABLE_POLL_SECONDS = 2.0
+
+
+def table_panel(runs: list[dict]) -> None:
+    """The table of every run; while any run is active it refreshes every few seconds."""
+    if active_runs(runs):
+        live_table()
+    else:
+        runs_table(runs)
+
+
+@st.fragment(run_every=TABLE_POLL_SECONDS)
+def live_table() -> None:
+    if st.session_state.pop("table_picked", False):
+        st.rerun(scope="app")  # a row was clicked: show that run below
+    runs = store().list_runs()
+    runs_table(runs)
+    if not active_runs(runs):
+        st.rerun(scope="app")  # nothing left to watch: stop polling
+
+
+def runs_table(runs: list[dict]) -> None:
+    st.session_state["runs_in_table"] = [run["run_id"] for run in runs]
+    rows = [{
+        "name": run["name"], "status": run["status"],
+        "model": run["model"], "data": run["data"],
+        "best val acc": pct100(run["best_val_acc"]), "last val acc": pct100(run["last_val_acc"]),
+        "test acc": pct100(run["test_acc"]),
+        "epochs": f"{run['epoch']}/{run['config'].get('epochs', '?')}",
+        "duration (s)": run_seconds(run),
+        "created": run["created_at"] * 1000,
+    } for run in runs]
+    percent = st.column_config.NumberColumn(format="%.1f %%")
+    seconds = st.column_config.NumberColumn(format="%.1f")
+    st.dataframe(rows, hide_index=True, key="runs_table", on_select=pick_from_table,
+                 selection_mode="single-row", column_config={
+                     "best val acc": percent, "last val acc": percent, "test acc": percent,
+                     "duration (s)": seconds,
+                     "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+
+
+def pct100(value: float | None) -> float | None:
+    return None if value is None else round(100 * value, 2)
+
+
+def pick_from_table() -> None:
+    """A row clicked in the table becomes the run shown below."""
+    selection = st.session_state["runs_table"].selection
+    runs = st.session_state.get("runs_in_table", [])
+    if selection.rows and selection.rows[0] < len(runs):
+        st.session_state["run_pick"] = runs[selection.rows[0]]
+        st.session_state["table_picked"] = True
+
+
+def per_class(run: dict) -> None:
+    summary = run.get("summary") or {}
+    rows, classes = summary.get("per_class"), [row["class"] for row in summary.get("per_class", [])]
+    if not rows:
+        return
+    left, right = st.columns([2, 3])
+    left.markdown("**Per class (test split)**")
+    three_places = st.column_config.NumberColumn(format="%.3f")
+    left.dataframe(rows, hide_index=True, column_config=dict.fromkeys(
+        ("accuracy", "precision", "f1"), three_places))
+    path = run_folder(run["run_id"]) / "confusion_test.npy"
+    matrix = summary.get("confusion") or (np.load(path).tolist() if path.exists() else None)
+    if matrix:
+        right.plotly_chart(confusion_figure(matrix, classes), key="run_confusion")
+
+
+def run_view(run: dict) -> None:
+    st.subheader(plain(run["name"]))  # a name the person chose: shown as typed, never as markup
+    st.caption(f"{plain(run['model'])} on {plain(run['data'])} · run id {run['run_id']} · "
+               f"{run['status']}")
+    db = store()
+    action_bar(run, db)
+    x = st.segmented_control("x axis", ["step", "epoch"], default="epoch", key="runs_x")
+    if run["status"] in ACTIVE:
+        live_panel(run["run_id"], x or "epoch", run["status"])
+    else:
+        result_summary(run)
+        still_panel(run["run_id"], x or "epoch", run["status"])
+        per_class(run)
+
+
+ensure_routed()
+st.title("Runs")
+all_runs = keep_jobs_moving(store())
+if not all_runs:
+    st.info("No runs yet. Start one on the Train page; it appears here and updates live.")
+    st.page_link(PAGES["train"], label="Train a model", icon=ICONS["train"])
+else:
+    ids = [run["run_id"] for run in all_runs]
+    table_panel(all_runs)
+    by_id = {run["run_id"]: run for run in all_runs}
+    wanted = st.session_state.get("run_pick") or st.query_params.get("run_pick")
+    st.session_state["run_pick"] = wanted if wanted in by_id else ids[0]
+    picked = st.selectbox("Run", ids, key="run_pick", format_func=lambda i: run_label(by_id[i]),
+                          bind="query-params")
+    st.divider()
+    run_view(by_id[picked])

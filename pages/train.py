@@ -1,0 +1,107 @@
+"""Train: pick a dataset and a model, set the hyperparameters, preview the schedule, start."""
+
+import importlib.util
+
+import streamlit as st
+
+from core import jobs
+from core.config import TrainConfig
+from core.data.cache import default_image_size
+from core.data.dataset import list_datasets
+from core.schedule import lr_curve
+from pages._common import ICONS, PAGES, ensure_routed, go_to_run, store, user_errors
+from pages._dataset_view import current_dataset
+from pages._train_form import (
+    KEEP,
+    apply_clone,
+    form_config,
+    main_settings,
+    model_picker,
+    more_settings,
+    state_default,
+)
+from pages.charts import lr_find_figure, lr_schedule_figure
+
+HAS_LR_FIND = importlib.util.find_spec("core.lr_find") is not None
+
+
+def steps_per_epoch(config: TrainConfig, train_images: int) -> int:
+    return max(1, train_images // config.batch_size)
+
+
+def schedule_preview(config: TrainConfig, train_images: int) -> None:
+    points = lr_curve(config, steps_per_epoch(config, train_images))
+    st.plotly_chart(lr_schedule_figure(points, config.schedule), key="lr_schedule_chart")
+
+
+def use_suggestion(value: float) -> None:
+    st.session_state["train_lr"] = float(value)
+
+
+def lr_range_test(config: TrainConfig) -> None:
+    """The LR range test (core.lr_find): a short run with a rising learning rate."""
+    if not HAS_LR_FIND:
+        return
+    st.markdown("**LR range test** — trains briefly while raising the learning rate; pick a "
+                "rate a little below where the loss falls fastest.")
+    if st.button("Run the LR range test", key="lr_find_go"):
+        from core.lr_find import lr_find
+
+        with user_errors("run the LR range test"), st.spinner("Running the LR range test…"):
+            st.session_state["lr_find_result"] = lr_find(config)
+    result = st.session_state.get("lr_find_result")
+    if result:
+        st.plotly_chart(lr_find_figure(result["lrs"], result["losses"], result.get("suggestion")),
+                        key="lr_find_chart")
+        if result.get("suggestion"):
+            st.button(f"Use the suggested rate ({result['suggestion']:.2g})", key="lr_find_use",
+                      on_click=use_suggestion, args=(result["suggestion"],))
+
+
+def start(config: TrainConfig) -> None:
+    with user_errors("start the run"):
+        run_id = jobs.submit(config, store())
+        st.session_state.pop("lr_find_result", None)
+        go_to_run(run_id)
+
+
+def train_page(names: list[str]) -> None:
+    state_default("train_data", names[0])
+    if st.session_state["train_data"] not in names:
+        st.session_state["train_data"] = names[0]
+    data = st.selectbox("Dataset", names, key="train_data", persist_state=KEEP)
+    dataset = current_dataset(data)
+    train_images = len(dataset.indices("train"))
+    splits = dataset.split_counts()
+    st.caption(f"{len(dataset.classes)} classes · {train_images:,} training images · "
+               f"{splits['val']:,} validation · {splits['test']:,} test")
+    st.subheader("Model")
+    image_size = st.session_state.get("train_image_size") or default_image_size(dataset)
+    model, spec = model_picker(dataset, image_size)
+    st.subheader("Hyperparameters")
+    main_settings(dataset)
+    more_settings()
+    config = form_config(data, model, spec)
+    left, right = st.columns(2)
+    with left:
+        schedule_preview(config, train_images)
+    with right:
+        lr_range_test(config)
+    ready = spec is not None or model != "custom-cnn"
+    if st.button("Start training", type="primary", icon=":material/play_arrow:",
+                 disabled=not ready, key="train_start"):
+        start(config)
+
+
+ensure_routed()
+st.title("Train")
+if "clone_config" in st.session_state:
+    apply_clone(st.session_state.pop("clone_config"))
+    st.info("The form holds a copy of the run's settings; change what you like and start.")
+dataset_names = list_datasets()
+if not dataset_names:
+    st.info("There is no dataset to train on yet. Add one first.")
+    st.page_link(PAGES["datasets"], label="Add a dataset", icon=ICONS["datasets"])
+else:
+    with user_errors("prepare the form"):
+        train_page(dataset_names)

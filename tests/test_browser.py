@@ -1,0 +1,267 @@
+"""End to end in a real browser: zip → dataset → live training → clone → compare → classify.
+
+Debian's chromium (/usr/bin/chromium) driven by PyPI playwright against `streamlit run app.py`
+on a free port, with its own workspace. Screenshots of every page go to
+test-output/screenshots/.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from playwright.sync_api import sync_playwright
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = ROOT / "test-output" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CLASSES = ("circle", "square", "triangle")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="needs Debian's chromium at /usr/bin/chromium "
+                              "(apt-get install chromium); playwright cannot download browsers"),
+]
+
+
+def shape_image(label: int, rng: np.random.Generator, size: int = 32) -> Image.Image:
+    image = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(0, 80, 3)))
+    draw = ImageDraw.Draw(image)
+    colour = tuple(int(v) for v in rng.integers(150, 256, 3))
+    r = rng.uniform(0.25, 0.4) * size
+    cx, cy = rng.uniform(r, size - r, 2)
+    box = (cx - r, cy - r, cx + r, cy + r)
+    if label == 0:
+        draw.ellipse(box, fill=colour)
+    elif label == 1:
+        draw.rectangle(box, fill=colour)
+    else:
+        draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=colour)
+    return image
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_zip(path: Path, per_class: int = 40) -> Path:
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(path, "w") as archive:
+        for label, name in enumerate(CLASSES):
+            for index in range(per_class):
+                archive.writestr(f"shapes/{name}/{index:03d}.png",
+                                 png_bytes(shape_image(label, rng)))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, server: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"streamlit exited with code {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError("streamlit did not become healthy")
+
+
+def stop_workers(home: Path) -> None:
+    """End the training worker this test's app started (it would idle for minutes)."""
+    import sqlite3
+
+    db = home / "studio.db"
+    if not db.exists():
+        return
+    with sqlite3.connect(db) as conn:
+        pids = {row[0] for row in conn.execute("SELECT worker_pid FROM runs") if row[0]}
+    for pid in pids:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"core" in cmdline and b"worker" in cmdline:  # ours, not a reused pid
+            os.kill(pid, signal.SIGTERM)
+
+
+@pytest.fixture
+def app_url(tmp_path: Path) -> Iterator[str]:
+    home = tmp_path / "workspace"
+    port = free_port()
+    env = os.environ | {"CNN_STUDIO_HOME": str(home)}
+    env.pop("CNN_STUDIO_DB", None)
+    url = f"http://localhost:{port}"
+    with open(tmp_path / "streamlit.log", "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.headless", "true"], cwd=ROOT, env=env, stdout=log,
+            stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(url, server)
+            yield url
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+            stop_workers(home)
+
+
+@pytest.fixture
+def page(app_url: str):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.set_default_timeout(30_000)
+        yield tab
+        browser.close()
+
+
+def open_page(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("[data-testid='stApp']")
+    wait_idle(page)
+
+
+IDLE = "() => document.querySelector('[data-testid=\"stApp\"]')" \
+       "?.dataset.testScriptState === 'notRunning'"
+
+
+def wait_idle(page, timeout: float = 30) -> None:
+    """Until the script run is over (the app root carries the script's state)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function(IDLE, timeout=timeout * 1000)
+
+
+def screenshot(page, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its main block, so grow the viewport to it."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": min(6000, max(1000, height + 50))})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def assert_no_exception(page) -> None:
+    errors = page.locator("[data-testid='stException']")
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+ACCURACY_EPOCHS = """() => {
+  for (const plot of document.querySelectorAll('.js-plotly-plot')) {
+    const title = (plot.layout && plot.layout.title && plot.layout.title.text) || '';
+    if (!title.includes('Accuracy')) continue;
+    const val = (plot.data || []).find(trace => trace.name === 'validation');
+    if (val && val.x.length >= 2) return val.x.length;
+  }
+  return 0;
+}"""
+
+
+TWO_RUNS_OVERLAID = """() => {
+  const plot = document.querySelector('.js-plotly-plot');
+  return !!plot && (plot.data || []).filter(trace => trace.x.length >= 2).length === 2;
+}"""
+
+
+def test_a_zip_becomes_two_compared_models_that_classify_a_photo(app_url: str, page,
+                                                                 tmp_path: Path) -> None:
+    archive = make_zip(tmp_path / "shapes.zip")
+
+    # A page's URL as the very first request still gets app.py's navigation.
+    open_page(page, f"{app_url}/datasets")
+    assert page.locator("[data-testid='stSidebarNav']").get_by_text("Classify").count() == 1
+    assert page.locator("[data-testid='stSidebarNav']").get_by_text("charts").count() == 0
+    open_page(page, app_url)
+    assert_no_exception(page)
+    screenshot(page, "home-empty")
+
+    # Datasets: upload the zip, name it, import.
+    open_page(page, f"{app_url}/datasets")
+    page.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(archive)
+    page.get_by_text("shapes.zip").first.wait_for()
+    name_box = page.get_by_label("Dataset name").first
+    name_box.fill("shapes3")
+    name_box.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Import zip").click()
+    page.get_by_text("Imported shapes3: 120 images in 3 classes").wait_for(timeout=60_000)
+    wait_idle(page)
+    assert_no_exception(page)
+    screenshot(page, "datasets")
+
+    # Train: tiny-cnn (the default preset) for 3 epochs; Start opens the run's live view.
+    open_page(page, f"{app_url}/train")
+    assert_no_exception(page)
+    epochs = page.get_by_label("Epochs", exact=True)
+    epochs.fill("3")
+    epochs.press("Enter")
+    wait_idle(page)
+    screenshot(page, "train")
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url("**/runs**")
+    page.wait_for_function(ACCURACY_EPOCHS, timeout=90_000)  # live chart: two epochs or more
+    assert_no_exception(page)
+    screenshot(page, "runs-live")
+    page.get_by_text("Test accuracy").wait_for(timeout=90_000)  # finished: the result shows
+    wait_idle(page)
+    screenshot(page, "runs")
+
+    # A second run: Clone fills the Train form with the first run's settings.
+    page.get_by_role("button", name="Clone").click()
+    page.wait_for_url("**/train**")
+    wait_idle(page)
+    assert page.get_by_label("Epochs", exact=True).input_value() == "3"
+    rate = page.get_by_role("spinbutton", name="Peak learning rate")
+    rate.fill("0.005")  # a different rate: a different curve to compare
+    rate.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Start training").click()
+    page.wait_for_url("**/runs**")
+    page.get_by_text("Test accuracy").wait_for(timeout=90_000)
+
+    open_page(page, f"{app_url}/compare")
+    page.wait_for_function(TWO_RUNS_OVERLAID, timeout=30_000)
+    assert_no_exception(page)
+    screenshot(page, "compare")
+
+    # Classify: a new circle; the top class is shown as a heading.
+    image = tmp_path / "new-circle.png"
+    shape_image(0, np.random.default_rng(99)).save(image)
+    open_page(page, f"{app_url}/classify")
+    page.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(image)
+    heading = page.locator("[data-testid='stMarkdownContainer'] h3")
+    heading.first.wait_for(timeout=30_000)
+    wait_idle(page)
+    assert heading.first.inner_text().strip() in CLASSES
+    assert_no_exception(page)
+    screenshot(page, "classify")
+
+    open_page(page, app_url)
+    assert_no_exception(page)
+    screenshot(page, "home")
