@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from core.data.cache import load_cache
 from core.data.dataset import Dataset, delete_dataset, list_datasets, load_dataset
@@ -16,9 +17,9 @@ from core.store import Store
 Progress = Callable[[int, int], None] | None
 
 
-def import_path(source: str | Path, name: str, *, val: float = 0.1, test: float = 0.1,
+def import_path(source: str | Path | BinaryIO, name: str, *, val: float = 0.1, test: float = 0.1,
                 seed: int = 0, image_size: int | None = None, progress: Progress = None) -> Dataset:
-    """Import a zip, folder or CSV as dataset `name`."""
+    """Import a zip, folder or CSV (or an open zip file, such as an upload) as dataset `name`."""
     from core.data.ingest import import_dataset
 
     dataset = import_dataset(source, name, val=val, test=test, seed=seed, progress=progress)

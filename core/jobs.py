@@ -26,6 +26,7 @@ from core.workspace import home, logs_dir
 log = logging.getLogger(__name__)
 STALE_SECONDS = 20.0  # a running run with no heartbeat for this long is interrupted
 RESUMABLE = ("interrupted", "stopped", "failed")
+STARTUP_SECONDS = 30.0  # how long a spawned worker may take to take the lock
 
 
 def lock_path() -> Path:
@@ -96,9 +97,10 @@ def stop(run_ref: str, store: Store | None = None) -> str:
 
 
 def ensure_worker() -> bool:
-    """Start a detached worker unless one is running; True if one was started."""
-    if worker_alive():
+    """Start a detached worker unless one is running or starting; True if one was started."""
+    if worker_alive() or worker_starting():
         return False
+    starting_marker().write_text(str(time.time()))
     with open(logs_dir() / "worker.log", "a") as log_file:
         subprocess.Popen(
             [sys.executable, "-m", "core", "worker"], stdout=log_file, stderr=subprocess.STDOUT,
@@ -108,12 +110,26 @@ def ensure_worker() -> bool:
     return True
 
 
+def starting_marker() -> Path:
+    return home() / "worker.starting"
+
+
+def worker_starting() -> bool:
+    """True for a short while after a worker was spawned, before it holds the lock (importing
+    torch takes seconds), so a second click does not spawn a second worker."""
+    try:
+        return time.time() - float(starting_marker().read_text()) < STARTUP_SECONDS
+    except (OSError, ValueError):
+        return False
+
+
 def work(*, idle_exit_s: float = 120.0, poll_s: float = 1.0, max_runs: int | None = None) -> int:
     """The worker loop: claim and train queued runs until idle for idle_exit_s. Returns how many
     runs it trained, or -1 if another worker already holds the workspace."""
     with worker_lock() as mine:
         if not mine:
             return -1
+        starting_marker().unlink(missing_ok=True)
         store = Store()
         reconcile(store)
         done, idle_since = 0, time.monotonic()

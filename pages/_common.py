@@ -20,7 +20,6 @@ from pages.metric_log import MetricLog
 
 USER_ERRORS = (ValueError, DatasetError, ModelError, OSError)  # ModelUnavailable is a ValueError
 APP_SCRIPT = Path(__file__).resolve().parent.parent / "app.py"
-WORKER_START_GRACE_S = 30.0
 MAX_LOGS = 24  # metric logs kept per session (the oldest are dropped)
 ACTIVE = ("queued", "running")
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
@@ -120,11 +119,8 @@ def keep_jobs_moving(db: Store) -> list[dict]:
     (after a reboot, say). Returns every run, newest first."""
     jobs.reconcile(db)
     runs = db.list_runs()
-    # A worker just started by submit takes seconds to import torch and take its lock: wait.
-    stuck = [run for run in runs if run["status"] == "queued"
-             and time.time() - run["created_at"] > WORKER_START_GRACE_S]
-    if stuck and not jobs.worker_alive():
-        jobs.ensure_worker()
+    if any(run["status"] == "queued" for run in runs):
+        jobs.ensure_worker()  # no-op while a worker runs or is starting
     return runs
 
 
