@@ -1,0 +1,102 @@
+"""Does watching a run slow it down? Training images/s headless vs with the Runs page open.
+
+Both sides train the same config in the background worker of one workspace, one after the
+other: first with no browser, then with headless Chromium showing the run's live view
+(polling the store once a second). Prints a markdown table with device and versions.
+
+    .venv/bin/python bench/live_page_overhead.py [--data digits|fashion-mnist] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def train_in_worker(config, store) -> dict:
+    from core import jobs
+
+    run_id = jobs.submit(config, store)
+    while store.get_run(run_id)["status"] in ("queued", "running"):
+        time.sleep(0.5)
+    return store.get_run(run_id)
+
+
+def watched(config, store, port: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from core import jobs
+
+    run_id = jobs.submit(config, store)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
+                                             args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"http://localhost:{port}/runs?run_pick={run_id}", wait_until="networkidle")
+        while store.get_run(run_id)["status"] in ("queued", "running"):
+            time.sleep(0.5)
+        browser.close()
+    return store.get_run(run_id)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default="digits", choices=("digits", "fashion-mnist", "shapes"))
+    parser.add_argument("--model", default="tiny-cnn")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args()
+    os.environ["CNN_STUDIO_HOME"] = tempfile.mkdtemp(prefix="cnn-studio-bench-")
+
+    from core.bench import environment_line
+    from core.config import TrainConfig
+    from core.datasets import add_demo
+    from core.setup import pick_device
+    from core.store import Store
+
+    add_demo(args.data, "bench")
+    store = Store()
+    config = TrainConfig(data="bench", model=args.model, epochs=args.epochs,
+                         batch_size=args.batch_size)
+    headless = train_in_worker(config, store)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true"], cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(8)
+        live = watched(config, store, port)
+    finally:
+        server.terminate()
+    rows = [("headless", headless), ("Runs page open", live)]
+    base = headless["summary"]["train_images_per_s"]
+    print(f"Device: {environment_line(pick_device('auto'))}  ")
+    print(f"Command: `{' '.join([Path(sys.executable).name, *sys.argv])}`\n")
+    print("| side | train images/s | vs headless | test acc |")
+    print("|---|---|---|---|")
+    for label, run in rows:
+        speed = run["summary"]["train_images_per_s"]
+        print(f"| {label} | {speed:,.0f} | {speed / base:.3f} | {run['test_acc']:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
