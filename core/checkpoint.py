@@ -4,7 +4,9 @@
 checkpoints, the optimizer's (`optim.<param>.<key>`); `<stem>.json` holds the
 rest (epoch, step, best so far, optimizer param groups). Both are written to a
 temporary file, fsynced and renamed, JSON last: a checkpoint is the pair whose
-JSON exists, and a crash mid-write leaves the previous pair whole.
+JSON exists, and a crash mid-write leaves the previous pair whole. The state is
+also stored inside the safetensors header and read from there, so a crash between
+the two renames cannot pair new weights with the previous epoch's state.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import tempfile
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from core.data.dataset import write_json_atomic
+
+STATE_KEY = "cnn_studio_state"  # the checkpoint's JSON state, inside the safetensors header
 
 
 def save_checkpoint(folder: Path, stem: str, model: torch.nn.Module,
@@ -29,15 +34,20 @@ def save_checkpoint(folder: Path, stem: str, model: torch.nn.Module,
     if optimizer is not None:
         optim_tensors, meta["optimizer"] = flatten_optimizer(optimizer)
         tensors.update(optim_tensors)
-    save_tensors_atomic(folder / f"{stem}.safetensors", tensors)
+    save_tensors_atomic(folder / f"{stem}.safetensors", tensors,
+                        metadata={STATE_KEY: json.dumps(meta)})
     write_json_atomic(folder / f"{stem}.json", meta)
 
 
 def load_checkpoint(folder: Path, stem: str, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Load weights (and optimizer state) into the given objects; return the JSON state."""
-    meta = json.loads((folder / f"{stem}.json").read_text())
-    tensors = load_file(str(folder / f"{stem}.safetensors"), device=str(param_device(model)))
+    with safe_open(str(folder / f"{stem}.safetensors"), framework="pt",
+                   device=str(param_device(model))) as handle:
+        embedded = (handle.metadata() or {}).get(STATE_KEY)
+        names = handle.keys()
+        tensors = {key: handle.get_tensor(key) for key in names}
+    meta = json.loads(embedded) if embedded else read_json_state(folder, stem)
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     unwrap(model).load_state_dict(weights)
     if optimizer is not None and "optimizer" in meta:
@@ -47,6 +57,25 @@ def load_checkpoint(folder: Path, stem: str, model: torch.nn.Module,
 
 def has_checkpoint(folder: Path, stem: str) -> bool:
     return (folder / f"{stem}.json").exists() and (folder / f"{stem}.safetensors").exists()
+
+
+def checkpoint_state(folder: Path, stem: str) -> dict:
+    """The state saved with a checkpoint (epoch, progress...), without loading its tensors."""
+    with safe_open(str(folder / f"{stem}.safetensors"), framework="pt") as handle:
+        embedded = (handle.metadata() or {}).get(STATE_KEY)
+    return json.loads(embedded) if embedded else read_json_state(folder, stem)
+
+
+def read_json_state(folder: Path, stem: str) -> dict:
+    return json.loads((folder / f"{stem}.json").read_text())
+
+
+def remove_partial_writes(folder: Path) -> None:
+    """Delete the temp files of checkpoint writes that a SIGKILL cut short (an exception
+    removes its own); only the run's own process writes its folder, so none is in flight."""
+    for pattern in (".*.safetensors.*.tmp", ".*.json.*.tmp"):
+        for path in folder.glob(pattern):
+            path.unlink(missing_ok=True)
 
 
 def load_weights(path: Path, device: str = "cpu") -> dict[str, torch.Tensor]:
@@ -78,12 +107,13 @@ def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor],
+                        metadata: dict[str, str] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file({k: v.cpu() for k, v in tensors.items()}, tmp)
+        save_file({k: v.cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -65,7 +65,7 @@ def import_model(weights: Path | str | bytes, card: dict | Path | str | bytes, n
 def write_run_files(folder: Path, config: TrainConfig, card: dict,
                     state: dict[str, torch.Tensor]) -> None:
     """What load_model reads: best.safetensors (keys `model.*`) and model.json."""
-    (folder / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    write_json_atomic(folder / "config.json", config.to_dict())
     save_tensors_atomic(folder / "best.safetensors", {f"model.{k}": v for k, v in state.items()})
     write_json_atomic(folder / "model.json", {key: card.get(key) for key in (
         *CARD_KEYS, "data", "content_hash", "spec")})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -13,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from core.checkpoint import has_checkpoint
+from core.checkpoint import checkpoint_state, has_checkpoint
 from core.config import TrainConfig
+from core.data.dataset import write_json_atomic
 from core.hooks import Hooks, LogFile
 from core.store import Store
 from core.train import fit
@@ -42,7 +44,7 @@ def new_run(config: TrainConfig, store: Store, *, status: str = "queued",
     if "spec" not in config.extra and not config.model.lower().endswith(".json"):
         describe_model(config.model)  # an unknown name fails here, before a run row exists
     run_id = store.create_run(config.to_dict(), name=config.name, status=status, group=group)
-    (run_folder(run_id) / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
+    write_json_atomic(run_folder(run_id) / "config.json", config.to_dict())
     return run_id
 
 
@@ -128,6 +130,8 @@ def execute_run(run_id: str, store: Store, extra_hooks: list[Hooks] | None = Non
     hooks = [StoreRecorder(store, run_id, heartbeat), LogFile(folder / "log.txt"),
              *(extra_hooks or [])]
     try:
+        if resume:
+            replay_last_epoch(hooks[0], folder)
         result = fit_shrinking_batch_on_oom(config, folder, hooks, resume, store, run_id)
     except Exception as error:  # a boundary: whatever went wrong, the run is recorded as failed
         result = failure(config, error, folder)
@@ -138,6 +142,19 @@ def execute_run(run_id: str, store: Store, extra_hooks: list[Hooks] | None = Non
                      error=result.get("error"), best_val_acc=result.get("best_val_acc"),
                      test_acc=result.get("test_acc"), summary=kept | result)
     return {"run_id": run_id, "name": run["name"], **result}
+
+
+def replay_last_epoch(recorder: StoreRecorder, folder: Path) -> None:
+    """Record the checkpointed epoch's metrics if the store lacks them: a kill after `last` was
+    saved but before they were written would lose them for good, since the resumed run starts
+    after that epoch. (Rows already there keep their original time.)"""
+    last = checkpoint_state(folder, "last").get("progress", {}).get("last_epoch")
+    if not last:
+        return
+    names = [f"epoch/{name}" for name in last["metrics"]]
+    written = recorder.store.metrics(recorder.run_id, min_step=last["step"], names=names)
+    if len([row for row in written if row["step"] == last["step"]]) < len(names):
+        recorder.on_epoch(last["step"], last["epoch"], last["metrics"])
 
 
 def fit_shrinking_batch_on_oom(config: TrainConfig, folder: Path, hooks: list[Hooks],
@@ -171,7 +188,11 @@ def release_device_memory() -> None:
 
 def failure(config: TrainConfig, error: Exception, folder: Path) -> dict:
     message = str(error) or error.__class__.__name__
-    if "out of memory" in message.lower():
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        message = (f"The disk holding the workspace is full ({error.strerror}). Free some space "
+                   "(delete old runs, exports or datasets), then resume the run: it continues "
+                   "from its last whole checkpoint.")
+    elif "out of memory" in message.lower():
         message = ("The device ran out of memory. Lower the batch size or the image size, "
                    "or pick a smaller model.")
     LogFile(folder / "log.txt").write("failed: " + "".join(

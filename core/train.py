@@ -19,7 +19,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from core.checkpoint import (
+    has_checkpoint,
+    load_checkpoint,
+    remove_partial_writes,
+    save_checkpoint,
+)
 from core.config import TrainConfig
 from core.data.loader import Augment, to_model_input
 from core.evaluate import evaluate, per_class_metrics
@@ -49,6 +54,9 @@ class Progress:
     epochs_without_improvement: int = 0
     epoch_seconds: list[float] = field(default_factory=list)
     epoch_images: list[int] = field(default_factory=list)
+    # {step, epoch, metrics} of the epoch just finished: a process killed after `last` is saved
+    # but before the epoch's metrics reach the store gets them replayed on resume (runs.py)
+    last_epoch: dict = field(default_factory=dict)
 
 
 def fit(config: TrainConfig, run_dir: Path, hooks: Hooks | Iterable[Hooks] = (),
@@ -56,6 +64,7 @@ def fit(config: TrainConfig, run_dir: Path, hooks: Hooks | Iterable[Hooks] = (),
     """Train `config` writing checkpoints into run_dir; return the result summary."""
     hooks = hooks if isinstance(hooks, Hooks) else HookList(list(hooks))
     config.validate()
+    remove_partial_writes(run_dir)  # temp files of a write that a kill cut short
     setup = prepare(config, run_dir)
     progress = Progress()
     if resume and has_checkpoint(run_dir, "last"):
@@ -96,11 +105,12 @@ def run_epochs(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hoo
                             state={"epoch": epoch + 1, **val_json(val)})
         stop_early = (update_early_stopping(config, progress, val["loss"])
                       or out_of_budget(config, progress))
-        save_checkpoint(run_dir, "last", setup.model, setup.optimizer,
-                        state={"progress": progress.__dict__})
         metrics = {**train_metrics, "val_loss": val["loss"], "val_acc": val["acc"]}
         if setup.num_classes >= 10:
             metrics["val_top5"] = val["top5"]
+        progress.last_epoch = {"step": progress.step, "epoch": progress.epoch, "metrics": metrics}
+        save_checkpoint(run_dir, "last", setup.model, setup.optimizer,
+                        state={"progress": progress.__dict__})
         hooks.on_epoch(progress.step, progress.epoch, metrics)
         if stop_early or hooks.should_stop():
             if not stop_early:

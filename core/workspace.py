@@ -39,6 +39,20 @@ def logs_dir() -> Path:
     return path
 
 
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine: a temp file or folder named for a dead
+    one was left by a killed process and can go."""
+    if pid <= 0:
+        return True  # not a pid we wrote; never treat it as litter
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to another user
+        return True
+    return True
+
+
 def check_name(name: str, what: str = "name") -> str:
     """Return `name` if it is safe as a folder name, else raise ValueError saying what's allowed."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or name in {".", ".."}:

@@ -69,7 +69,10 @@ def normalize_name(raw: str) -> tuple[str, str]:
     parts = [part for part in text.split("/") if part not in ("", ".")]
     if ".." in parts:
         return raw, "unsafe path: leads out of its folder (..)"
-    return unicodedata.normalize("NFC", "/".join(parts)), ""
+    clean = unicodedata.normalize("NFC", "/".join(parts))
+    if DRIVE_LETTER.match(clean):  # "./C:/x" is "C:/x" once the "." is gone
+        return raw, "unsafe path: drive letter"
+    return clean, ""
 
 
 def junk_reason(name: str) -> str:

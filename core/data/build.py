@@ -8,10 +8,13 @@ split and manifest are done; a failed import leaves nothing behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,24 +29,29 @@ from core.data.dataset import (
     write_json_atomic,
 )
 from core.data.split import stratified_split
-from core.workspace import datasets_dir
+from core.workspace import datasets_dir, process_alive
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class DatasetBuilder:
     def __init__(self, name: str, classes: list[str], *, origin: str = "upload",
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, max_bytes: int | None = None) -> None:
         self.final = dataset_folder(name)
         if self.final.exists() and not overwrite:
             raise DatasetError(
                 f"A dataset named {name!r} already exists. Choose another name or delete it first."
             )
         self.name, self.classes, self.origin = name, list(classes), origin
-        self.tmp = datasets_dir() / f".importing-{name}-{time.time_ns()}"
+        remove_abandoned_imports()
+        self.tmp = datasets_dir() / f".importing-{name}-{os.getpid()}-{time.time_ns()}"
         self.tmp.mkdir(parents=True)
         self.items: list[Item] = []
         self.dropped: list[dict] = []
         self.fixed_splits: list[str | None] = []
         self.all_gray = True
+        self.max_bytes = max_bytes  # cleaned PNGs this import may write, None: no cap
+        self.bytes_written = 0
         self._hash = hashlib.sha256()
 
     def add(self, image: Image.Image, label: int, source: str = "",
@@ -56,9 +64,17 @@ class DatasetBuilder:
         buffer = io.BytesIO()
         image.save(buffer, format="PNG", compress_level=1)
         data = buffer.getvalue()
+        if self.max_bytes is not None and self.bytes_written + len(data) > self.max_bytes:
+            raise DatasetError(
+                f"The cleaned images would take more than {size_text(self.max_bytes)} on disk "
+                f"(after {len(self.items):,} images), over the import limit. Downscale "
+                "the images or split them into smaller datasets."
+            )
         path = self.tmp / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        with disk_full_as_dataset_error():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        self.bytes_written += len(data)
         self._hash.update(f"{label}:".encode() + hashlib.sha256(data).digest())
         width, height = image.size
         self.items.append(Item(relative, label, "train", source, width, height))
@@ -75,7 +91,8 @@ class DatasetBuilder:
                 items=self.items, seed=seed, created=time.time(),
                 content_hash=self._hash.hexdigest()[:16], dropped=self.dropped, origin=self.origin,
             )
-            self._move_into_place(dataset)
+            with disk_full_as_dataset_error():
+                self._move_into_place(dataset)
             return dataset
         except BaseException:
             self.abort()
@@ -103,3 +120,33 @@ class DatasetBuilder:
         if self.final.exists():
             shutil.rmtree(self.final)
         Path(self.tmp).rename(self.final)
+
+
+def remove_abandoned_imports() -> None:
+    """Delete the temp folders of imports whose process was killed (no `finally` ran): they
+    are named .importing-<name>-<pid>-<ns>, and only a dead pid's folder goes."""
+    for folder in datasets_dir().glob(".importing-*"):
+        parts = folder.name.rsplit("-", 2)
+        if len(parts) == 3 and parts[1].isdigit() and not process_alive(int(parts[1])):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def disk_full_as_dataset_error():
+    """A full disk (or quota) is something a person fixes: say so, not `[Errno 28]`. The caller
+    aborts the builder, so the partly written import goes too."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in NO_SPACE:
+            raise
+        raise DatasetError(
+            f"The disk holding the workspace ({datasets_dir().parent}) is full "
+            f"({error.strerror or 'no space left'}); nothing was imported. Free some space, "
+            "for example by deleting old runs or datasets, or import a smaller dataset."
+        ) from None
+
+
+def size_text(size: int) -> str:
+    """Bytes as a person reads them in a message: "4.0 GiB", "320 MiB"."""
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"

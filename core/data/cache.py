@@ -6,6 +6,7 @@ run at the same (dataset, size) memory-maps the same `.npy` file instead.
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from PIL import Image
 
 from core.data.dataset import Dataset
 from core.data.transforms import fit_image
+from core.workspace import process_alive
 
 PARALLEL_THRESHOLD = 2000  # below this, starting worker processes costs more than it saves
 CHUNK = 512
@@ -42,9 +44,13 @@ def write_cache(dataset: Dataset, size: int, array: np.ndarray) -> Path:
         raise ValueError(f"cache array shape {array.shape} does not match the dataset")
     path = cache_path(dataset, size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, np.ascontiguousarray(array, dtype=np.uint8))
-    os.replace(tmp, path)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    try:
+        np.save(tmp, np.ascontiguousarray(array, dtype=np.uint8))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written cache behind
+        raise
     return path
 
 
@@ -62,20 +68,51 @@ def build_cache(dataset: Dataset, size: int,
     path = cache_path(dataset, size)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    remove_abandoned_builds(path)
     files = [str(dataset.folder / item.file) for item in dataset.items]
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                    shape=(len(files), size, size, dataset.channels))
-    chunks = [(start, files[start:start + CHUNK]) for start in range(0, len(files), CHUNK)]
-    done = 0
-    for start, block in decode_chunks(chunks, size, dataset.channels):
-        out[start:start + len(block)] = block
-        done += len(block)
-        if progress:
-            progress(done, len(files))
-    out.flush()
-    del out
-    os.replace(tmp, path)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
+                                        shape=(len(files), size, size, dataset.channels))
+        reserve_disk(tmp)
+        chunks = [(start, files[start:start + CHUNK]) for start in range(0, len(files), CHUNK)]
+        done = 0
+        for start, block in decode_chunks(chunks, size, dataset.channels):
+            out[start:start + len(block)] = block
+            done += len(block)
+            if progress:
+                progress(done, len(files))
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-built cache is never left behind
+        raise
     return path
+
+
+def remove_abandoned_builds(path: Path) -> None:
+    """Delete half-built caches of processes that were killed mid-build (named <stem>.<pid>
+    .tmp.npy); another live process's build is left alone."""
+    for tmp in path.parent.glob(f"{path.stem}.*.tmp.npy"):
+        pid = tmp.name[len(path.stem) + 1:-len(".tmp.npy")]
+        if pid.isdigit() and not process_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def reserve_disk(path: Path) -> None:
+    """Allocate the memory-mapped file's blocks now: on a full disk a write through the map
+    would kill the process with SIGBUS; here it fails as an OSError (ENOSPC) instead."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # EOPNOTSUPP and friends: this file system cannot reserve; the sparse map still works
+    finally:
+        os.close(fd)
 
 
 def decode_chunks(chunks: list[tuple[int, list[str]]], size: int, channels: int):

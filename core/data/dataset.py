@@ -119,7 +119,10 @@ def load_dataset(name: str) -> Dataset:
 
 
 def list_datasets() -> list[str]:
-    return sorted(p.parent.name for p in datasets_dir().glob(f"*/{MANIFEST}"))
+    # pathlib's "*" matches hidden names too: an import killed between writing its manifest
+    # and renaming its hidden temp folder must not be listed
+    return sorted(p.parent.name for p in datasets_dir().glob(f"*/{MANIFEST}")
+                  if not p.parent.name.startswith("."))
 
 
 def delete_dataset(name: str) -> None:

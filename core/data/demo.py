@@ -94,14 +94,44 @@ DEMOS: dict[str, tuple[Callable[[], dict], list[str], str]] = {
 }
 
 
+def stratified_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Indices of at most `per_class` items of each label, drawn with `seed`, in file order."""
+    if per_class < 1:
+        raise DatasetError("--per-class must be at least 1.")
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(labels == label))[:per_class]
+             for label in np.unique(labels)]
+    return np.sort(np.concatenate(picks))
+
+
+def subset_parts(parts: dict, per_class: int | None, test_per_class: int | None,
+                 seed: int) -> dict:
+    """The demo's parts with the training part ("train", or "all" when the source has no
+    official split) cut to `per_class` images per class and the official test part to
+    `test_per_class`; None keeps a part whole."""
+    kept = {}
+    for part, (images, labels) in parts.items():
+        limit = test_per_class if part == "test" else per_class
+        if limit is not None:
+            index = stratified_subset(labels, limit, seed)
+            images, labels = images[index], labels[index]
+        kept[part] = (images, labels)
+    return kept
+
+
 def create_demo(kind: str, name: str, *, val: float = 0.1, test: float = 0.1, seed: int = 0,
-                overwrite: bool = False,
+                overwrite: bool = False, per_class: int | None = None,
+                test_per_class: int | None = None,
                 progress: Callable[[int, int], None] | None = None) -> Dataset:
-    """Write built-in dataset `kind` into the workspace as dataset `name`."""
+    """Write built-in dataset `kind` into the workspace as dataset `name`.
+
+    `per_class` keeps a seeded, stratified subset of that many images per class of the
+    training part (for a small-data experiment); `test_per_class` does the same to an official
+    test set (Fashion-MNIST's 10,000), which otherwise stays whole."""
     if kind not in DEMOS:
         raise DatasetError(f"Unknown demo {kind!r}; choose one of {', '.join(DEMOS)}.")
     load, classes, _ = DEMOS[kind]
-    parts = load()
+    parts = subset_parts(load(), per_class, test_per_class, seed)
     builder = DatasetBuilder(name, classes, origin=f"demo:{kind}", overwrite=overwrite)
     total = sum(len(labels) for _, labels in parts.values())
     done = 0

@@ -34,7 +34,7 @@ from core.data.archive import (
     take,
     zip_entries,
 )
-from core.data.build import DatasetBuilder
+from core.data.build import DatasetBuilder, size_text
 from core.data.dataset import Dataset, DatasetError
 from core.data.images import IMAGE_EXTENSIONS, ImageRejected, decode_image
 from core.data.split import stratified_split
@@ -58,6 +58,9 @@ class IngestLimits:
     max_ratio: float = 200  # uncompressed / compressed size of one zip member
     max_file_bytes: int = 64 * MiB  # one file, uncompressed
     max_pixels: int = 40_000_000  # one image, width x height, checked from its header
+    # Cleaned PNGs written for one upload: a well-compressed JPEG can decode to a PNG many
+    # times its size, so the input caps alone do not bound what lands in the workspace.
+    max_written_bytes: int = 16 * GiB
     min_images_kept: int = 2  # usable images needed for the import to succeed
 
 
@@ -136,7 +139,8 @@ def ingest(entries: Iterable[Entry], what: str, name: str, *, val: float, test: 
     plan, dropped = plan_entries(listed, limits)
     classes = sorted({cls for _, cls in plan})
     check_enough(Counter(cls for _, cls in plan), dropped, limits, what, "image files")
-    builder = DatasetBuilder(name, classes, overwrite=overwrite)
+    builder = DatasetBuilder(name, classes, overwrite=overwrite,
+                             max_bytes=limits.max_written_bytes)
     try:
         for item in dropped:
             builder.drop(item["file"], item["reason"])
@@ -156,8 +160,8 @@ def check_total_size(entries: list[Entry], what: str, limits: IngestLimits) -> N
     total = sum(max(entry.size, 0) for entry in entries)
     if total > limits.max_total_bytes:
         raise DatasetError(
-            f"{what} holds {total / GiB:.1f} GiB of files (uncompressed), over the import limit "
-            f"of {limits.max_total_bytes / GiB:.1f} GiB (a zip bomb looks like this too). "
+            f"{what} holds {size_text(total)} of files (uncompressed), over the import limit "
+            f"of {size_text(limits.max_total_bytes)} (a zip bomb looks like this too). "
             "Split it into smaller datasets, or downscale the images first."
         )
 
