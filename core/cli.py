@@ -36,6 +36,7 @@ def data_import(args: argparse.Namespace) -> Result:
 def data_demo(args: argparse.Namespace) -> Result:
     dataset = datasets.add_demo(args.kind, args.name, val=args.val, test=args.test, seed=args.seed,
                                 overwrite=args.overwrite, image_size=args.image_size,
+                                per_class=args.per_class, test_per_class=args.test_per_class,
                                 progress=stderr_progress(f"writing {args.kind}"))
     return import_result(dataset)
 
@@ -272,6 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     data.choices["import"].add_argument("path", type=Path)
     data.choices["demo"].add_argument("kind", choices=sorted(DEMOS))
     data.choices["demo"].add_argument("--overwrite", action="store_true")
+    data.choices["demo"].add_argument("--per-class", type=int, metavar="N",
+                                      help="keep N training images per class (seeded)")
+    data.choices["demo"].add_argument("--test-per-class", type=int, metavar="N",
+                                      help="keep N images per class of an official test set")
     command(data, "list", data_list, "list datasets")
     command(data, "delete", data_delete, "delete a dataset").add_argument("name")
 

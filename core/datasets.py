@@ -38,8 +38,10 @@ def import_uploads(entries: Iterable[tuple[str, bytes]], name: str, *, val: floa
 
 def add_demo(kind: str, name: str, *, val: float = 0.1, test: float = 0.1, seed: int = 0,
              overwrite: bool = False, image_size: int | None = None,
+             per_class: int | None = None, test_per_class: int | None = None,
              progress: Progress = None) -> Dataset:
     dataset = create_demo(kind, name, val=val, test=test, seed=seed, overwrite=overwrite,
+                          per_class=per_class, test_per_class=test_per_class,
                           progress=progress)
     return registered(dataset, image_size)
 

@@ -10,6 +10,8 @@ import streamlit as st
 from core.config import DEFAULT_LR, OPTIMIZERS, SCHEDULES, TrainConfig
 from core.data.cache import default_image_size
 from core.data.dataset import Dataset
+from core.runs import run_folder
+from core.setup import read_model_card
 from models import (
     PRETRAINED_NAME,
     create_model,
@@ -18,11 +20,13 @@ from models import (
     list_timm_models,
     model_profile,
 )
-from pages._common import count, plain
+from pages._common import count, has_model, pct, plain
 from pages._layer_editor import layer_editor, load_spec_into_editor
 
 KINDS = ["Preset", "timm architecture", "Pretrained EfficientNet-Lite0", "Custom layers"]
 CUSTOM_NAME = "custom-cnn"
+FROM_SCRATCH = ""  # the init_from choice "no earlier run"
+LITE0_FAMILY = {PRETRAINED_NAME, "tf_efficientnet_lite0"}  # the same network, same layer names
 IMAGE_SIZES = [0, 16, 24, 28, 32, 48, 64, 96, 128, 160, 192, 224, 256]  # 0: the dataset's own
 DEFAULTS = TrainConfig(data="")
 KEEP = "session"  # widget values survive a visit to another page
@@ -117,6 +121,70 @@ def model_picker(dataset: Dataset, image_size: int) -> tuple[str, dict | None]:
     return model, None
 
 
+def same_network(model: str, run: dict) -> bool:
+    """Whether `run`'s weights were trained on the network `model` names (a custom network:
+    any custom run; layers whose shapes differ start fresh)."""
+    other = run["config"].get("model")
+    return other == model or {model, other} <= LITE0_FAMILY
+
+
+def source_classes(run_id: str) -> list[str]:
+    try:
+        return read_model_card(run_folder(run_id))["classes"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def init_caption(source: list[str], target: list[str]) -> str:
+    """What starting from a run with classes `source` keeps, for a dataset with `target`.
+    (core.setup.load_matching_weights keeps every layer whose shape matches.)"""
+    if source == target:
+        return ("Same classes as this dataset: every layer starts from that run, the classifier "
+                "head included.")
+    if len(source) != len(target):
+        return (f"That run learned {len(source)} classes, this dataset has {len(target)}: the "
+                "classifier head is new (randomly initialised); every other layer starts from "
+                "that run's weights.")
+    return ("That run learned other classes, as many as this dataset has: every layer starts "
+            "from its weights, the head too, and fine-tuning re-learns what its outputs mean.")
+
+
+def transfer_settings(model: str, dataset: Dataset, runs: list[dict]) -> None:
+    """Start from an earlier run's weights (init_from) and, for a timm network starting from
+    trained weights, how many epochs the backbone stays frozen (freeze_epochs)."""
+    sources = [run for run in runs if run["status"] == "completed" and has_model(run)
+               and same_network(model, run)]
+    by_id = {run["run_id"]: run for run in sources}
+    options = [FROM_SCRATCH, *by_id]  # a select box shows a None value as "no choice"
+    state_default("train_init_from", FROM_SCRATCH)
+    if st.session_state["train_init_from"] not in options:
+        st.session_state["train_init_from"] = FROM_SCRATCH  # another network's run, or deleted
+    scratch = "No: the ImageNet weights" if model == PRETRAINED_NAME else "No: random weights"
+    cols = st.columns([2, 1])
+    init_from = cols[0].selectbox(
+        "Start from an earlier run's weights", options, key="train_init_from",
+        persist_state=KEEP,
+        format_func=lambda run_id: scratch if not run_id
+        else f"{by_id[run_id]['name']} · {by_id[run_id]['data']} · test "
+             f"{pct(by_id[run_id]['test_acc'])}",
+        help="Completed runs of this same network. Its layers start from that run's weights.")
+    if init_from:
+        classes = source_classes(init_from)
+        cols[0].caption(init_caption(classes, dataset.classes))
+    elif not sources:
+        cols[0].caption("No completed run of this network yet to start from.")
+    timm_network = model not in list_presets() and model != CUSTOM_NAME
+    can_freeze = model == PRETRAINED_NAME or (bool(init_from) and timm_network)
+    state_default("train_freeze_epochs", DEFAULTS.freeze_epochs)
+    if not can_freeze:
+        st.session_state["train_freeze_epochs"] = 0  # only a trained backbone is worth freezing
+        return
+    number(cols[1], "Frozen-backbone epochs", "freeze_epochs",
+           help="Train only the new head for this many epochs, then unfreeze and fine-tune "
+                "everything: the head's random start cannot wreck the trained features. "
+                "1–2 is typical; 0 fine-tunes everything from the start.")
+
+
 def on_optimizer_change() -> None:
     st.session_state["train_lr"] = DEFAULT_LR[st.session_state["train_optimizer"]]
 
@@ -145,7 +213,7 @@ def main_settings(dataset: Dataset) -> None:
 def more_settings() -> None:
     names = ("weight_decay", "momentum", "warmup_epochs", "step_size", "gamma",
              "label_smoothing", "flip", "pad_crop", "jitter", "patience", "seed", "device",
-             "precision", "compile", "freeze_epochs")
+             "precision", "compile")
     for key in names:
         state_default(f"train_{key}", getattr(DEFAULTS, key))
     state_default("train_name", "")
@@ -169,7 +237,6 @@ def more_settings() -> None:
         cols = st.columns(3)
         number(cols[0], "Early stopping patience (0 = off)", "patience")
         number(cols[1], "Seed", "seed")
-        number(cols[2], "Frozen-backbone epochs (pretrained)", "freeze_epochs")
         cols = st.columns(3)
         cols[0].selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="train_device",
                           persist_state=KEEP)
@@ -185,6 +252,7 @@ def form_config(data: str, model: str, spec: dict | None) -> TrainConfig:
     values = {field.name: state[f"train_{field.name}"] for field in dataclasses.fields(TrainConfig)
               if f"train_{field.name}" in state
               and field.name not in ("data", "model", "name", "image_size", "extra")}
+    values["init_from"] = values.get("init_from") or None  # FROM_SCRATCH → None
     return TrainConfig(
         **values, data=data, model=model, image_size=state.get("train_image_size") or None,
         name=(state.get("train_name") or "").strip() or None,

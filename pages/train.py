@@ -19,6 +19,7 @@ from pages._train_form import (
     model_picker,
     more_settings,
     state_default,
+    transfer_settings,
 )
 from pages.charts import lr_find_figure, lr_schedule_figure
 
@@ -78,6 +79,7 @@ def train_page(names: list[str]) -> None:
     st.subheader("Model")
     image_size = st.session_state.get("train_image_size") or default_image_size(dataset)
     model, spec = model_picker(dataset, image_size)
+    transfer_settings(model, dataset, store().list_runs())
     st.subheader("Hyperparameters")
     main_settings(dataset)
     more_settings()
