@@ -201,6 +201,13 @@ def bench(args: argparse.Namespace) -> Result:
                                    batch_size=args.batch_size or 64, steps=args.steps,
                                    warmup=args.warmup, device=args.device or "auto")
         title = "Engine vs naive pipeline vs synthetic ceiling (training images/s)"
+    elif args.kind == "latency":
+        from core.latency import single_image_latency
+
+        if not args.run:
+            raise ValueError("bench latency needs --run RUN.")
+        rows = [single_image_latency(args.run, repeats=args.steps)]
+        title = "Single-image latency, model loaded once (ms)"
     elif args.kind == "ingest":
         rows = benchmarks.ingest(args.data, args.image_size or 32)
         title = "Ingest: decoding into the cache"
@@ -286,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_arguments(sub)
 
     sub = command(commands, "bench", bench, "benchmarks (see bench/RESULTS.md)")
-    sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy"))
+    sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency"))
+    sub.add_argument("--run", help="latency: the run whose model to time")
     add_train_arguments(sub)
     sub.add_argument("--steps", type=int, default=50, help="timed steps per side")
     sub.add_argument("--warmup", type=int, default=5, help="untimed steps per side")

