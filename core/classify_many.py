@@ -23,9 +23,9 @@ from core.data.ingest import (
     IngestLimits,
     assign_classes,
     check_total_size,
-    entry_reason,
     open_source,
     read_entry,
+    screen_entries,
 )
 from core.evaluate import per_class_metrics
 from core.infer import LoadedModel
@@ -58,13 +58,7 @@ def plan_files(entries: list[Entry], classes: list[str], limits: IngestLimits,
                ) -> tuple[list[tuple[Entry, str | None]], list[dict]]:
     """(entry, true label or None) for every file worth decoding; {file, reason} for the rest.
     The true label is the ImageFolder class folder, kept only when it is one of `classes`."""
-    candidates, skipped = [], []
-    for entry in entries:
-        reason = entry_reason(entry, limits)
-        if reason:
-            skipped.append({"file": entry.name, "reason": reason})
-        else:
-            candidates.append(entry)
+    candidates, skipped = screen_entries(entries, limits)
     foldered, _ = assign_classes(candidates)  # the rest sit in no class folder: unlabelled
     folder_of = {id(entry): cls for entry, cls in foldered}
     known = set(classes)

@@ -11,29 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import datasets
 from core.classify_many import classify_archive, rows_to_csv
-from core.config import TrainConfig
 from core.data.dataset import DatasetError, load_dataset
 from core.infer import LoadedModel, load_model
-from core.runs import execute_run, new_run
-from core.store import Store
 
 CLASSES = ["circle", "square", "triangle"]
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory):
+def trained(shapes_workspace, train_shapes_run):
     """A tiny-cnn run trained one epoch on the shapes demo, loaded for inference."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CNN_STUDIO_HOME", str(tmp_path_factory.mktemp("many") / "workspace"))
-        patch.delenv("CNN_STUDIO_DB", raising=False)
-        datasets.add_demo("shapes", "shapes")
-        store = Store()
-        config = TrainConfig(data="shapes", model="tiny-cnn", epochs=1, device="cpu")
-        run_id = new_run(config, store, status="running")
-        assert execute_run(run_id, store)["status"] == "completed"
-        yield load_model(run_id, store)
+    return load_model(train_shapes_run(shapes_workspace), shapes_workspace)
 
 
 @pytest.fixture(scope="module")

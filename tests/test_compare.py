@@ -27,28 +27,14 @@ from core.compare import (
 )
 from core.config import TrainConfig
 from core.run_card import NOT_RECORDED, clone_config, rerun_config, run_card
-from core.store import Store
 
 # ------------------------------------------------------------------------------ real runs
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
+def two_runs(shapes_workspace, train_shapes_run):
     """Two one-epoch tiny-cnn runs on shapes, differing in learning rate."""
-    import core.datasets
-    import core.runs
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CNN_STUDIO_HOME", str(tmp_path_factory.mktemp("compare-workspace")))
-        patch.delenv("CNN_STUDIO_DB", raising=False)  # never a shared database
-        core.datasets.add_demo("shapes", "shapes")
-        store = Store()
-        run_ids = []
-        for lr in (0.002, 0.004):
-            config = TrainConfig(data="shapes", model="tiny-cnn", epochs=1, lr=lr, device="cpu")
-            run_id = core.runs.new_run(config, store, status="running")
-            core.runs.execute_run(run_id, store)
-            run_ids.append(run_id)
-        yield store, run_ids
+    store = shapes_workspace
+    return store, [train_shapes_run(store, lr=lr) for lr in (0.002, 0.004)]
 
 
 # ------------------------------------------------------------------------------ config diff

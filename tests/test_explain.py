@@ -7,12 +7,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from core import datasets
-from core.config import TrainConfig
 from core.explain import colormap, grad_cam, overlay
 from core.infer import LoadedModel, load_model
-from core.runs import execute_run, new_run
-from core.store import Store
 from models import create_model
 
 SPEC = {"layers": [{"type": "conv", "filters": 8, "activation": "relu"}, {"type": "pool"},
@@ -21,17 +17,9 @@ SPEC = {"layers": [{"type": "conv", "filters": 8, "activation": "relu"}, {"type"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory):
+def trained(shapes_workspace, train_shapes_run):
     """A tiny-cnn run trained one epoch on the shapes demo, loaded for inference."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CNN_STUDIO_HOME", str(tmp_path_factory.mktemp("explain") / "workspace"))
-        patch.delenv("CNN_STUDIO_DB", raising=False)
-        datasets.add_demo("shapes", "shapes")
-        store = Store()
-        config = TrainConfig(data="shapes", model="tiny-cnn", epochs=1, device="cpu")
-        run_id = new_run(config, store, status="running")
-        assert execute_run(run_id, store)["status"] == "completed"
-        yield load_model(run_id, store)
+    return load_model(train_shapes_run(shapes_workspace), shapes_workspace)
 
 
 def untrained(model: str | dict, image_size: int = 32, in_chans: int = 3) -> LoadedModel:

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core.config import TrainConfig
 from core.data.cache import cache_path
 from core.data.dataset import Dataset, DatasetError, Item, load_dataset
 from core.mistakes import (
@@ -26,29 +25,16 @@ from core.mistakes import (
     top_probabilities,
     validation_predictions,
 )
-from core.store import Store
 from core.workspace import runs_dir
 
 
 @pytest.fixture(scope="module")
-def shapes_run(tmp_path_factory):
+def shapes_run(shapes_workspace, train_shapes_run):
     """(store, run, run evaluated with flip TTA): one-epoch tiny-cnn runs on the built-in shapes
     dataset, in their own workspace."""
-    import core.datasets
-    import core.runs
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CNN_STUDIO_HOME", str(tmp_path_factory.mktemp("mistakes-workspace")))
-        patch.delenv("CNN_STUDIO_DB", raising=False)  # never a shared database
-        core.datasets.add_demo("shapes", "shapes")
-        store = Store()
-        run_ids = []
-        for tta_flip in (False, True):
-            config = TrainConfig(data="shapes", model="tiny-cnn", epochs=1, device="cpu",
-                                 tta_flip=tta_flip)
-            run_ids.append(core.runs.new_run(config, store, status="running"))
-            core.runs.execute_run(run_ids[-1], store)
-        yield store, run_ids[0], run_ids[1]
+    store = shapes_workspace
+    plain, with_tta = (train_shapes_run(store, tta_flip=tta) for tta in (False, True))
+    return store, plain, with_tta
 
 
 def hand_made_frame() -> pd.DataFrame:

@@ -169,6 +169,13 @@ def check_total_size(entries: list[Entry], what: str, limits: IngestLimits) -> N
 def plan_entries(entries: list[Entry], limits: IngestLimits,
                  ) -> tuple[list[tuple[Entry, str]], list[dict]]:
     """(entry, class) for every entry worth decoding, and {file, reason} for the rest."""
+    candidates, dropped = screen_entries(entries, limits)
+    plan, rootless = assign_classes(candidates)
+    return plan, dropped + rootless
+
+
+def screen_entries(entries: list[Entry], limits: IngestLimits) -> tuple[list[Entry], list[dict]]:
+    """The entries worth decoding, and {file, reason} for each of the others."""
     candidates, dropped = [], []
     for entry in entries:
         reason = entry_reason(entry, limits)
@@ -176,8 +183,7 @@ def plan_entries(entries: list[Entry], limits: IngestLimits,
             dropped.append({"file": entry.name, "reason": reason})
         else:
             candidates.append(entry)
-    plan, rootless = assign_classes(candidates)
-    return plan, dropped + rootless
+    return candidates, dropped
 
 
 def entry_reason(entry: Entry, limits: IngestLimits) -> str:
