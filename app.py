@@ -21,10 +21,12 @@ pages = {
     "Build": [
         page("datasets.py", "Datasets", "folder_open", "datasets"),
         page("train.py", "Train", "model_training", "train"),
+        page("sweeps.py", "Sweep", "grid_view", "sweeps"),
     ],
     "Watch": [
         page("runs.py", "Runs", "monitoring", "runs"),
         page("compare.py", "Compare", "compare_arrows", "compare"),
+        page("mistakes.py", "Error analysis", "troubleshoot", "mistakes"),
     ],
     "Use": [page("classify.py", "Classify", "image_search", "classify")],
 }

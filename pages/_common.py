@@ -29,10 +29,12 @@ ICONS = {  # Material icons: Streamlit ships the font, so they show without emoj
     "home": ":material/home:", "datasets": ":material/folder_open:",
     "train": ":material/model_training:", "runs": ":material/monitoring:",
     "compare": ":material/compare_arrows:", "classify": ":material/image_search:",
+    "sweeps": ":material/grid_view:", "mistakes": ":material/troubleshoot:",
 }
 PAGES = {  # page files, for st.page_link and st.switch_page
     "home": "pages/home.py", "datasets": "pages/datasets.py", "train": "pages/train.py",
     "runs": "pages/runs.py", "compare": "pages/compare.py", "classify": "pages/classify.py",
+    "sweeps": "pages/sweeps.py", "mistakes": "pages/mistakes.py",
 }
 
 
@@ -169,3 +171,10 @@ def device_label() -> str:
 def go_to_run(run_id: str) -> None:
     st.session_state["run_pick"] = run_id
     st.switch_page(PAGES["runs"])
+
+
+def switch_to(page: str) -> None:
+    """st.switch_page from any page: with no query_params Streamlit clears the URL's parameters
+    and refuses when a widget is bound to one (bind="query-params", as the Runs page's run
+    picker is); replacing them with none works either way."""
+    st.switch_page(page, query_params={})

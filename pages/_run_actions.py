@@ -1,4 +1,5 @@
-"""The Runs page's buttons for one run: stop, resume, clone, rename, delete."""
+"""The Runs page's buttons for one run: stop, resume, re-run exactly, clone and edit, error
+analysis, rename, delete."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from collections.abc import Iterator
 import streamlit as st
 
 from core import jobs
+from core.run_card import clone_config, rerun_config
 from core.runs import delete_run
 from core.store import Store
-from pages._common import PAGES, plain, user_errors
+from pages._common import PAGES, USER_ERRORS, has_model, plain, switch_to, user_errors
 
 RESUMABLE = ("interrupted", "stopped", "failed")
 
@@ -33,11 +35,38 @@ def resume_button(run: dict, db: Store, slots: Iterator) -> None:
             st.rerun()
 
 
+def rerun_button(run: dict, db: Store, slots: Iterator) -> None:
+    next(slots).button("Re-run exactly", key="run_rerun", icon=":material/replay:",
+                       on_click=queue_rerun, args=(run, db),
+                       help="Queue a new run with this exact config: same data, seed and "
+                            "settings")
+    if "rerun_error" in st.session_state:
+        st.error(st.session_state.pop("rerun_error"), icon=":material/error:")
+
+
+def queue_rerun(run: dict, db: Store) -> None:
+    """A callback, so the new run can become the one shown (the run picker is drawn above)."""
+    try:
+        st.session_state["run_pick"] = jobs.submit(rerun_config(run), db)
+        st.toast(f"Queued {plain(run['name'])}-rerun with the same config")
+    except USER_ERRORS as error:
+        st.session_state["rerun_error"] = f"Could not re-run: {plain(error)}"
+
+
 def clone_button(run: dict, slots: Iterator) -> None:
-    if next(slots).button("Clone", key="run_clone", icon=":material/content_copy:",
+    if next(slots).button("Clone and edit", key="run_clone", icon=":material/content_copy:",
                           help="Open the Train form with these settings"):
-        st.session_state["clone_config"] = dict(run["config"])
-        st.switch_page(PAGES["train"])
+        with user_errors("clone the run"):
+            st.session_state["clone_config"] = clone_config(run).to_dict()
+            switch_to(PAGES["train"])
+
+
+def analyse_button(run: dict, slots: Iterator) -> None:
+    if run["status"] not in ("queued", "running") and has_model(run) and next(slots).button(
+            "Error analysis", key="run_mistakes", icon=":material/troubleshoot:",
+            help="The validation images this model gets wrong"):
+        st.session_state["mistakes_run"] = run["run_id"]
+        switch_to(PAGES["mistakes"])
 
 
 def rename_control(run: dict, db: Store, slots: Iterator) -> None:
@@ -79,9 +108,11 @@ def delete_control(run: dict, db: Store, slots: Iterator) -> None:
 def action_bar(run: dict, db: Store) -> None:
     """The buttons that apply to the run's status, left to right without gaps."""
     bar = st.container(horizontal=True)
-    slots = iter([bar] * 5)  # each action that applies takes the next place in the row
+    slots = iter([bar] * 8)  # each action that applies takes the next place in the row
     stop_button(run, db, slots)
     resume_button(run, db, slots)
+    rerun_button(run, db, slots)
     clone_button(run, slots)
+    analyse_button(run, slots)
     rename_control(run, db, slots)
     delete_control(run, db, slots)

@@ -1,127 +1,149 @@
-"""Compare: several runs' curves overlaid, their final numbers, and how their settings differ."""
+"""Compare: any set of runs, each in one colour across every chart. What is most accurate,
+what is fastest, what each confuses, and what differs in their settings."""
 
+import pandas as pd
 import streamlit as st
 
+from core.compare import config_diff, run_colors
 from pages._common import (
     ACTIVE,
     ICONS,
     PAGES,
-    count,
     duration,
     ensure_routed,
-    metric_log,
     pct,
+    plain,
     run_label,
     store,
 )
-from pages.charts import Trace, confusion_figure, line_figure, scatter_figure
+from pages._compare_more import (
+    confusion_section,
+    confusion_sentence,
+    downloads,
+    measure_latency,
+    parallel_section,
+    per_class_section,
+    tradeoff_section,
+)
+from pages._compare_sections import (
+    config_section,
+    curves_section,
+    results_table,
+    short_names,
+)
 
-METRICS = {  # label → (metric name, y-axis title, as percent)
-    "Validation accuracy": ("epoch/val_acc", "accuracy", True),
-    "Validation loss": ("epoch/val_loss", "loss", False),
-    "Train accuracy": ("epoch/train_acc", "accuracy", True),
-    "Train loss (per epoch)": ("epoch/train_loss", "loss", False),
-    "Train loss (per step)": ("loss", "loss", False),
-    "Learning rate": ("lr", "learning rate", False),
-    "Images / s": ("images_per_s", "images / s", False),
-}
-SKIP_KEYS = {"name", "extra"}
-
-
-def overlay(runs: list[dict], metric: str, x: str) -> None:
-    name, y_title, percent = METRICS[metric]
-    db = store()
-    traces = [Trace(run["name"], *metric_log(run, db).series(name, x),
-                    mode="lines" if not name.startswith("epoch/") else "lines+markers")
-              for run in runs]
-    st.plotly_chart(line_figure(traces, metric, x, y_title, percent=percent), key="compare_chart")
+DEFAULT_GROUP_MAX = 24  # runs of the latest sweep picked by default
+GLANCE_RUNS = 4  # beyond this many runs "At a glance" names the best and leaves the rest below
 
 
-@st.fragment(run_every=2.0)
-def live_overlay(run_ids: list[str], metric: str, x: str) -> None:
-    runs = [run for run in (store().get_run(run_id) for run_id in run_ids) if run]
-    overlay(runs, metric, x)
+def default_pick(runs: list[dict]) -> list[str]:
+    """The latest sweep's runs when the newest run belongs to one, else the two newest runs
+    with something to show."""
+    with_data = [run for run in runs if run["epoch"] or run["status"] in ACTIVE] or runs
+    group = with_data[0].get("group_name")
+    members = [run["run_id"] for run in with_data if group and run.get("group_name") == group]
+    return members[:DEFAULT_GROUP_MAX] if len(members) >= 2 else \
+        [run["run_id"] for run in with_data[:2]]
 
 
-def results_table(runs: list[dict]) -> None:
-    rows = []
-    for run in runs:
-        summary = run.get("summary") or {}
-        rows.append({"run": run["name"], "status": run["status"], "model": run["model"],
-                     "data": run["data"], "epochs": run["epoch"],
-                     "best val acc": pct(run["best_val_acc"]), "test acc": pct(run["test_acc"]),
-                     "train time": duration(summary.get("train_seconds")),
-                     "images / s": count(summary.get("train_images_per_s")),
-                     "params": count(summary.get("params")), "FLOPs": count(summary.get("flops"))})
-    st.dataframe(rows, hide_index=True)
+def pick_runs(runs: list[dict]) -> list[dict]:
+    """The multiselect, filled from the Runs table or a sweep (session "compare_pick"), the URL
+    (?runs=…&runs=…), or the default; deleted runs drop out."""
+    by_id = {run["run_id"]: run for run in runs}
+    state = st.session_state
+    if "compare_pick" in state:
+        wanted = state.pop("compare_pick")
+    elif "compare_runs" in state:
+        wanted = state["compare_runs"]
+    else:
+        wanted = st.query_params.get_all("runs") or default_pick(runs)
+    state["compare_runs"] = [run_id for run_id in wanted if run_id in by_id]
+    picked = st.multiselect("Runs", list(by_id), key="compare_runs",
+                            format_func=lambda run_id: run_label(by_id[run_id]),
+                            placeholder="Choose runs to compare")
+    st.query_params["runs"] = picked  # run ids in the URL: a reload or a link keeps the choice
+    chosen = [by_id[run_id] for run_id in picked]
+    labels = short_names([run["name"] for run in chosen])  # the page shows short names
+    return [{**run, "name": label} for run, label in zip(chosen, labels, strict=True)]
 
 
-def config_differences(runs: list[dict]) -> None:
-    keys = sorted({key for run in runs for key in run["config"]} - SKIP_KEYS)
-    differing = [key for key in keys if len({repr(run["config"].get(key)) for run in runs}) > 1]
-    if not differing:
-        st.caption("The runs share every training setting.")
-        return
-    st.markdown("**Settings that differ**")
-    st.dataframe([{"run": run["name"], **{key: str(run["config"].get(key)) for key in differing}}
-                  for run in runs], hide_index=True)
+def best_of(table: pd.DataFrame, column: str, highest: bool) -> pd.Series | None:
+    values = pd.to_numeric(table[column], errors="coerce").dropna()
+    if values.empty:
+        return None
+    return table.loc[values.idxmax() if highest else values.idxmin()]
 
 
-def accuracy_vs_size(runs: list[dict]) -> None:
-    """Only when the runs' models differ in size: accuracy bought per parameter."""
-    points = [{"name": run["name"], "params": (run.get("summary") or {}).get("params"),
-               "acc": run["test_acc"]} for run in runs]
-    sizes = {p["params"] for p in points if p["params"] and p["acc"] is not None}
-    if len(sizes) < 2:
-        return
-    fig = scatter_figure(points, "params", "acc", "Test accuracy against size", "parameters",
-                         "test accuracy", log_x=max(sizes) > 10 * min(sizes))
-    fig.update_yaxes(tickformat=".0%", range=[0, 1.08])
-    st.plotly_chart(fig, key="compare_scatter")
-
-
-def confusions(runs: list[dict]) -> None:
-    shown = [run for run in runs if (run.get("summary") or {}).get("confusion")][:3]
-    if not shown:
-        return
-    with st.expander("Confusion matrices (test split)"):
-        for column, run in zip(st.columns(len(shown)), shown, strict=True):
-            summary = run["summary"]
-            classes = [row["class"] for row in summary.get("per_class", [])]
-            column.plotly_chart(confusion_figure(summary["confusion"], classes, run["name"]),
-                                key=f"confusion_{run['run_id']}")
+def at_a_glance(runs: list[dict], table: pd.DataFrame) -> None:
+    """The answers first: most accurate, fastest to train and to run, smallest, confusions."""
+    lines = []
+    accuracy = "test_acc" if table["test_acc"].notna().any() else "best_val_acc"
+    if (row := best_of(table, accuracy, True)) is not None:
+        ranked = table.dropna(subset=[accuracy]).sort_values(accuracy, ascending=False)
+        others = [f"{plain(r['name'])} {pct(r[accuracy])}" for _, r in ranked.iterrows()
+                  if r["run_id"] != row["run_id"]]
+        if len(others) > GLANCE_RUNS:
+            others = [f"next: {others[0]}", f"last: {others[-1]}"]
+        split = "test" if accuracy == "test_acc" else "best validation"
+        lines.append(f"**Most accurate:** {plain(row['name'])} — {pct(row[accuracy])} {split} "
+                     f"accuracy" + (f" ({'; '.join(others)})" if others else ""))
+    if (row := best_of(table, "images_per_s", True)) is not None:
+        lines.append(f"**Fastest to train:** {plain(row['name'])} — {row['images_per_s']:,.0f} "
+                     f"images/s, {duration(row['train_seconds'])} in all")
+    if (row := best_of(table, "latency_p50_ms", False)) is not None:
+        lines.append(f"**Fastest to run:** {plain(row['name'])} — {row['latency_p50_ms']:.2f} ms "
+                     "per image on the CPU")
+    else:
+        lines.append("**Fastest to run:** not measured yet — press *Measure inference latency* "
+                     "below the table")
+    if (row := best_of(table, "params", False)) is not None:
+        lines.append(f"**Smallest:** {plain(row['name'])} — {row['params']:,.0f} parameters")
+    differing = list(config_diff({run["run_id"]: {k: v for k, v in run["config"].items()
+                                                  if k != "name"} for run in runs}))
+    if len(runs) > 1:
+        shown = ", ".join(plain(key) for key in differing[:8]) + (" …" if len(differing) > 8
+                                                                 else "")
+        lines.append(f"**Settings that differ:** {shown or 'none'} (see *Settings* below)")
+    confused = [run for run in runs if (run.get("summary") or {}).get("confusion")]
+    if len(confused) <= GLANCE_RUNS:
+        lines += [f"**{plain(run['name'])}** confuses most: {confusion_sentence(run)}"
+                  for run in confused]
+    elif confused:
+        lines.append("**What each run confuses:** under *Confusion matrices* below")
+    with st.container(border=True):
+        st.markdown("#### At a glance")
+        st.markdown("\n".join(f"- {line}" for line in lines))
 
 
 def compare_page(runs: list[dict]) -> None:
-    by_id = {run["run_id"]: run for run in runs}
-    with_data = [run["run_id"] for run in runs if run["epoch"] or run["status"] in ACTIVE]
-    default = with_data[:2] or list(by_id)[:2]
-    picked = st.multiselect("Runs", list(by_id), default=default, key="compare_runs",
-                            format_func=lambda run_id: run_label(by_id[run_id]))
-    if not picked:
-        st.info("Choose at least one run.")
+    chosen = pick_runs(runs)
+    if not chosen:
+        st.info("Choose at least one run above, or tick runs in the Runs table and press "
+                "*Compare selected*.")
         return
-    chosen = [by_id[run_id] for run_id in picked]
-    cols = st.columns([3, 2])
-    metric = cols[0].selectbox("Curve", list(METRICS), key="compare_metric")
-    x = cols[1].segmented_control("x axis", ["epoch", "step", "seconds"], default="epoch",
-                                  key="compare_x") or "epoch"
-    if any(run["status"] in ACTIVE for run in chosen):
-        live_overlay(picked, metric, x)
-    else:
-        overlay(chosen, metric, x)
-    results_table(chosen)
-    config_differences(chosen)
-    accuracy_vs_size(chosen)
-    confusions(chosen)
+    colors = run_colors(run["run_id"] for run in chosen)
+    glance = st.container()
+    curves_section(chosen, colors)
+    st.subheader("Runs side by side")
+    latency = measure_latency(chosen)
+    table = results_table(chosen, colors, latency)
+    with glance:
+        at_a_glance(chosen, table)
+    config_section(chosen)
+    per_class_section(chosen, colors)
+    confusion_section(chosen)
+    tradeoff_section(table, colors)
+    parallel_section(chosen)
+    downloads(chosen, table)
 
 
 ensure_routed()
 st.title("Compare runs")
 all_runs = store().list_runs()
 if not all_runs:
-    st.info("No runs to compare yet. Train two models (say, two presets on the same data) and "
-            "come back.")
+    st.info("No runs to compare yet. Train two models (say, two presets on the same data), or "
+            "queue an architecture sweep, and come back.")
     st.page_link(PAGES["train"], label="Train a model", icon=ICONS["train"])
+    st.page_link(PAGES["sweeps"], label="Sweep several architectures", icon=ICONS["sweeps"])
 else:
     compare_page(all_runs)

@@ -1,4 +1,5 @@
-"""Runs: every run in a sortable table, and one run's live view with its controls."""
+"""Runs: every run in a sortable table (tick several to compare them), and one run's live
+view with its controls and its run card."""
 
 import numpy as np
 import streamlit as st
@@ -15,9 +16,11 @@ from pages._common import (
     run_label,
     run_seconds,
     store,
+    switch_to,
 )
 from pages._live import live_panel, result_summary, still_panel
 from pages._run_actions import action_bar
+from pages._run_card import run_card_panel
 from pages.charts import confusion_figure
 
 TABLE_POLL_SECONDS = 2.0
@@ -54,11 +57,23 @@ def runs_table(runs: list[dict]) -> None:
     } for run in runs]
     percent = st.column_config.NumberColumn(format="%.1f %%")
     seconds = st.column_config.NumberColumn(format="%.1f")
-    st.dataframe(rows, hide_index=True, key="runs_table", on_select=pick_from_table,
-                 selection_mode="single-row", column_config={
-                     "best val acc": percent, "last val acc": percent, "test acc": percent,
-                     "duration (s)": seconds,
-                     "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+    event = st.dataframe(rows, hide_index=True, key="runs_table", on_select=pick_from_table,
+                         selection_mode="multi-row", column_config={
+                             "best val acc": percent, "last val acc": percent,
+                             "test acc": percent, "duration (s)": seconds,
+                             "created": st.column_config.DatetimeColumn(
+                                 format="YYYY-MM-DD HH:mm")})
+    compare_button([runs[row]["run_id"] for row in event["selection"]["rows"]
+                    if row < len(runs)])
+
+
+def compare_button(picked: list[str]) -> None:
+    """Compare the ticked rows; the Compare page opens with exactly those runs."""
+    label = f"Compare {len(picked)} selected" if picked else "Compare selected"
+    if st.button(label, key="runs_compare", icon=ICONS["compare"], disabled=not picked,
+                 help="Tick runs in the table (the box at the start of each row)"):
+        st.session_state["compare_pick"] = picked
+        switch_to(PAGES["compare"])
 
 
 def pct100(value: float | None) -> float | None:
@@ -66,11 +81,14 @@ def pct100(value: float | None) -> float | None:
 
 
 def pick_from_table() -> None:
-    """A row clicked in the table becomes the run shown below."""
-    selection = st.session_state["runs_table"].selection
+    """The row ticked last becomes the run shown below; all ticked rows can be compared."""
+    rows = list(st.session_state["runs_table"]["selection"]["rows"])
+    before = st.session_state.get("runs_ticked", [])
+    st.session_state["runs_ticked"] = rows
+    added = [row for row in rows if row not in before]
     runs = st.session_state.get("runs_in_table", [])
-    if selection.rows and selection.rows[0] < len(runs):
-        st.session_state["run_pick"] = runs[selection.rows[0]]
+    if added and added[-1] < len(runs):
+        st.session_state["run_pick"] = runs[added[-1]]
         st.session_state["table_picked"] = True
 
 
@@ -103,6 +121,7 @@ def run_view(run: dict) -> None:
         result_summary(run)
         still_panel(run["run_id"], x or "epoch", run["status"])
         per_class(run)
+    run_card_panel(run)
 
 
 ensure_routed()

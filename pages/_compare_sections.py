@@ -1,0 +1,185 @@
+"""Compare page, first half: the curves overlaid, the table of runs, the config differences."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import io
+
+import pandas as pd
+import streamlit as st
+from PIL import Image, ImageDraw
+
+from core.compare import comparison_table, config_table, curves, smooth
+from pages._common import ACTIVE, store
+from pages._compare_charts import curve_figure, png_config
+
+CURVES = [  # (metric, title, y-axis title, as percent, best marker)
+    ("epoch/val_acc", "Validation accuracy", "accuracy", True, "max"),
+    ("epoch/val_loss", "Validation loss", "loss", False, "min"),
+    ("epoch/train_acc", "Train accuracy (per epoch)", "accuracy", True, None),
+    ("loss", "Train loss (per step)", "loss", False, None),
+]
+OTHER_CURVES = {"lr": "Learning rate", "images_per_s": "Images / s",
+                "epoch/train_loss": "Train loss (per epoch)", "epoch/val_top5": "Validation top-5",
+                "gpu_mem_gb": "GPU memory (GiB)"}
+X_TITLES = {"step": "step", "epoch": "epoch", "seconds": "seconds since start"}
+LIVE_SECONDS = 2.0
+SIDE_BY_SIDE_RUNS = 5  # up to this many runs the curves sit two a row with legends on top
+
+
+def curve_controls() -> tuple[str, float, bool]:
+    cols = st.columns([2, 3, 1.3])
+    x = cols[0].segmented_control("x axis", ["step", "epoch", "seconds"], default="epoch",
+                                  key="compare_x") or "epoch"
+    weight = cols[1].slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, key="compare_smooth",
+                            help="TensorBoard's smoothing; the raw values stay faint behind")
+    log_y = cols[2].toggle("Log-scale loss", key="compare_log")
+    return x, weight, log_y
+
+
+def curves_section(runs: list[dict], colors: dict[str, str]) -> None:
+    st.subheader("Training curves")
+    x, weight, log_y = curve_controls()
+    st.caption("★ marks each run's best epoch (highest validation accuracy, lowest validation "
+               "loss). Colours are the same for a run in every chart on this page.")
+    if any(run["status"] in ACTIVE for run in runs):
+        live_curves({run["run_id"]: run["name"] for run in runs}, x, weight, log_y, colors)
+    else:
+        draw_curves(runs, x, weight, log_y, colors)
+
+
+@st.fragment(run_every=LIVE_SECONDS)
+def live_curves(names: dict[str, str], x: str, weight: float, log_y: bool,
+                colors: dict[str, str]) -> None:
+    """While a chosen run trains the curves redraw every few seconds (run id → name shown)."""
+    db = store()
+    runs = [{**run, "name": names[run_id]} for run_id in names if (run := db.get_run(run_id))]
+    draw_curves(runs, x, weight, log_y, colors)
+
+
+def draw_curves(runs: list[dict], x: str, weight: float, log_y: bool,
+                colors: dict[str, str]) -> None:
+    frame = curves(store(), [run["run_id"] for run in runs], x)
+    if frame.empty:
+        st.info("No metrics yet: the curves appear once the chosen runs have trained a little.")
+        return
+    frame = smooth(frame, weight)
+    wide = len(runs) > SIDE_BY_SIDE_RUNS  # many runs: one chart a row, the legend at its side
+    columns = st.columns(1 if wide else 2)
+    for index, (metric, title, y_title, percent, best) in enumerate(CURVES):
+        fig = curve_figure(frame, metric, runs, colors, title, X_TITLES[x], y_title,
+                           percent=percent, log_y=log_y and not percent, best=best)
+        if wide:
+            side_legend(fig)
+        columns[index % len(columns)].plotly_chart(fig, key=f"compare_curve_{index}",
+                                                   config=png_config(metric.replace("/", "-")))
+    other = [name for name in OTHER_CURVES if name in set(frame["name"])]
+    if other:
+        with st.expander("More curves"):
+            name = st.selectbox("Metric", other, format_func=OTHER_CURVES.get,
+                                key="compare_other")
+            fig = curve_figure(frame, name, runs, colors, OTHER_CURVES[name], X_TITLES[x],
+                               OTHER_CURVES[name], log_y=log_y)
+            if wide:
+                side_legend(fig)
+            st.plotly_chart(fig, key="compare_curve_other", config=png_config("curve"))
+
+
+def side_legend(fig) -> None:
+    """The legend at the chart's right, one run a line, the chart tall enough to list all."""
+    entries = sum(1 for trace in fig.data if trace.showlegend is not False)
+    fig.update_layout(height=max(380, 24 * entries + 110),
+                      legend={"orientation": "v", "x": 1.02, "xanchor": "left", "y": 1,
+                              "yanchor": "top"})
+
+
+@functools.cache
+def swatch(colour: str) -> str:
+    """A coloured dot as a PNG data URL, so each table row carries its run's chart colour."""
+    image = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    ImageDraw.Draw(image).ellipse((4, 4, 28, 28), fill=colour)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def short_names(names: list[str]) -> list[str]:
+    """Names without the '/'-separated parts every one of them shares, so a sweep's
+    'grp/tiny-cnn/lr=0.002/seed=0' reads 'tiny-cnn'. The full names where that would leave
+    an empty or a repeated label."""
+    parts = [name.split("/") for name in names]
+    if len(names) < 2 or len({len(p) for p in parts}) != 1 or len(parts[0]) < 2:
+        return list(names)
+    varying = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1]
+    short = ["/".join(p[i] for i in varying) for p in parts]
+    return short if all(short) and len(set(short)) == len(short) else list(names)
+
+
+def results_table(runs: list[dict], colors: dict[str, str], latency: dict) -> pd.DataFrame:
+    """The runs side by side: size, cost, best (with its epoch) and last validation accuracy,
+    test accuracy. Returns core's comparison table (unformatted) for the other sections."""
+    table = comparison_table(runs, latency)
+    shown = table.assign(colour=[swatch(colors[run_id]) for run_id in table["run_id"]])
+    for column in ("best_val_acc", "last_val_acc", "test_acc"):
+        shown[column] = shown[column].astype(float) * 100
+    percent = "%.1f %%"
+    number = st.column_config.NumberColumn
+    columns = {"colour": st.column_config.ImageColumn("", width=30),
+               "name": "run", "status": "status", "model": "model",
+               "params": number("params", format="compact", help="trainable parameters"),
+               "flops": number("FLOPs", format="compact", help="per image, forward pass"),
+               "epochs": number("epochs", width="small"),
+               "train_seconds": number("train time (s)", format="%.1f",
+                                       help="wall time of the training loop"),
+               "images_per_s": number("img/s", format="%.0f",
+                                      help="training images per second (first epoch left out)"),
+               "best_val_acc": number("best val acc", format=percent),
+               "best_epoch": number("at epoch", format="%d", width="small",
+                                    help="the epoch of the best validation accuracy"),
+               "last_val_acc": number("last val acc", format=percent),
+               "test_acc": number("test acc", format=percent,
+                                  help="of the best checkpoint, on the test split"),
+               "latency_p50_ms": number("latency (ms)", format="%.2f",
+                                        help="median forward pass on the CPU, batch 1")}
+    if shown["latency_p50_ms"].isna().all():
+        columns.pop("latency_p50_ms")
+    if set(shown["status"]) == {"completed"}:
+        columns.pop("status")  # room for the numbers; the run picker shows every status
+    if list(shown["name"]) == list(shown["model"]):
+        columns.pop("model")  # a sweep's short names are the models already
+    st.dataframe(shown, hide_index=True, column_order=list(columns), column_config=columns,
+                 key="compare_table")
+    return table
+
+
+def unique_names(runs: list[dict]) -> dict[str, str]:
+    """run id → a column title: the run's name, with its id's end where two names clash."""
+    names = [run["name"] for run in runs]
+    return {run["run_id"]: run["name"] if names.count(run["name"]) == 1
+            else f"{run['name']} ({run['run_id'][-4:]})" for run in runs}
+
+
+def config_section(runs: list[dict]) -> None:
+    st.subheader("Settings")
+    configs = {run["run_id"]: {k: v for k, v in run["config"].items() if k != "name"}
+               for run in runs}
+    table = config_table(configs)
+    differing = int(table["differs"].sum())
+    cols = st.columns([3, 2])
+    cols[0].markdown("**Settings that differ**" if differing else
+                     "**The runs share every training setting.**")
+    only = cols[1].toggle("Differences only", value=True, key="compare_diff_only",
+                          disabled=not differing)
+    st.caption(f"{differing} of {len(table)} settings differ between the chosen runs; they are "
+               "highlighted. A setting one run lacks shows “(not set)”.")
+    if only and differing:
+        table = table[table["differs"]]
+    highlight = table["differs"]
+    shown = table.drop(columns="differs").rename(columns=unique_names(runs))
+    shown = shown.map(lambda v: "–" if v is None else str(v))
+    styled = shown.style.apply(
+        lambda row: ["background-color: rgba(245, 158, 11, 0.25)" if highlight[row.name] else ""
+                     for _ in row], axis=1)
+    st.dataframe(styled, key="compare_config",
+                 height=min(420, 35 * (len(shown) + 1) + 3))

@@ -1,0 +1,186 @@
+"""Sweep: one dataset and budget over several architectures (optionally a small grid of learning
+rates and batch sizes, and repeated seeds), queued as a named group; the group's ranking."""
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from core.config import OPTIMIZERS, TrainConfig
+from core.data.dataset import list_datasets
+from core.sweep import group_runs, group_summary, plan_sweep, submit_sweep
+from models import list_models, list_presets
+from pages._common import (
+    ACTIVE,
+    ICONS,
+    PAGES,
+    ensure_routed,
+    keep_jobs_moving,
+    plain,
+    store,
+    switch_to,
+    user_errors,
+)
+from pages._compare_charts import png_config, sweep_figure
+
+BATCH_SIZES = [16, 32, 64, 128, 256, 512]
+POLL_SECONDS = 2.0
+
+
+@st.cache_data(show_spinner=False)
+def model_names() -> list[str]:
+    return list_models()
+
+
+def parse_rates(text: str) -> list[float]:
+    """'0.001, 3e-3' → [0.001, 0.003]; an empty box means the optimizer's default rate."""
+    rates = []
+    for part in text.replace(";", ",").split(","):
+        if part.strip():
+            try:
+                rates.append(float(part))
+            except ValueError:
+                raise ValueError(f"{part.strip()!r} is not a learning rate; write numbers such "
+                                 "as 0.001, 0.003") from None
+    return rates
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def free_group_name(data: str, taken: set[str]) -> str:
+    index = 1
+    while f"{data}-sweep-{index}" in taken:
+        index += 1
+    return f"{data}-sweep-{index}"
+
+
+def sweep_form(datasets: list[str], taken: set[str]) -> None:
+    st.subheader("New sweep")
+    cols = st.columns(2)
+    data = cols[0].selectbox("Dataset", datasets, key="sweep_data")
+    group = cols[1].text_input("Sweep name", value=free_group_name(data, taken), max_chars=80,
+                               key=f"sweep_group_name_{data}_{len(taken)}")
+    models = st.multiselect("Architectures", model_names(), key="sweep_models",
+                            default=[m for m in list_presets() if m != "resnet9"],
+                            help="Presets first, then every timm architecture (type to search)")
+    cols = st.columns(4)
+    epochs = cols[0].number_input("Epochs", 1, 10_000, 10, key="sweep_epochs",
+                                  help="With a time budget: the most epochs a run may take")
+    minutes = cols[1].number_input("Time budget per run (minutes)", 0.0, 10_000.0, 0.0, 0.5,
+                                   key="sweep_minutes",
+                                   help="0: no time limit. Otherwise a run stops at the first "
+                                        "epoch end past this many minutes")
+    optimizer = cols[2].selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index("adamw"),
+                                  key="sweep_optimizer")
+    seeds = cols[3].number_input("Seeds per configuration", 1, 10, 1, key="sweep_seeds",
+                                 help="Repeats with seeds 0, 1, …: the ranking shows mean ± std")
+    cols = st.columns(2)
+    rates = cols[0].text_input("Learning rates (optional grid)", key="sweep_lrs",
+                               placeholder="e.g. 0.001, 0.003 — empty: the optimizer's default")
+    batches = cols[1].multiselect("Batch sizes (optional grid)", BATCH_SIZES, key="sweep_batches",
+                                  placeholder="empty: 64")
+    with user_errors("plan the sweep"):
+        base = TrainConfig(data=data, epochs=int(epochs), optimizer=optimizer)
+        configs = plan_sweep(base, models, lrs=parse_rates(rates), batch_sizes=batches,
+                             seeds=list(range(int(seeds))), budget_minutes=minutes or None)
+        grid = " × ".join(plural(len(set(values)), word) for values, word in (
+            ([c.model for c in configs], "architecture"),
+            ([c.lr for c in configs], "learning rate"),
+            ([c.batch_size for c in configs], "batch size"), (range(int(seeds)), "seed")))
+        st.caption(f"This queues **{len(configs)} runs** ({grid}); they train one after another.")
+        if st.button("Queue the sweep", type="primary", key="sweep_go",
+                     icon=":material/play_arrow:"):
+            if group.strip() in taken:
+                raise ValueError(f"There is already a sweep named {group.strip()}; choose "
+                                 "another name.")
+            submit_sweep(group, configs, store())
+            st.session_state["sweep_pick"] = group.strip()
+            st.toast(f"Queued {len(configs)} runs as sweep {plain(group.strip())}")
+            st.rerun()
+
+
+def summary_table(summary: pd.DataFrame) -> None:
+    def mean_std(mean: float, std: float) -> str:
+        if math.isnan(mean):
+            return "–"
+        return f"{mean:.1%}" + ("" if math.isnan(std) else f" ± {std:.1%}")
+
+    shown = pd.DataFrame({
+        "rank": summary["rank"], "configuration": summary["configuration"],
+        "test acc (mean ± std)": [mean_std(m, s) for m, s in
+                                  zip(summary["test_acc_mean"], summary["test_acc_std"],
+                                      strict=True)],
+        "best val acc (mean ± std)": [mean_std(m, s) for m, s in
+                                      zip(summary["best_val_acc_mean"],
+                                          summary["best_val_acc_std"], strict=True)],
+        "seeds done": summary["seeds"], "runs": summary["runs"],
+        "training time (s, mean)": summary["train_seconds_mean"].round(1),
+    })
+    st.dataframe(shown, hide_index=True, key="sweep_summary")
+
+
+def group_view(group: str) -> None:
+    db = store()
+    members = group_runs(db, group)
+    done = sum(run["status"] == "completed" for run in members)
+    active = sum(run["status"] in ACTIVE for run in members)
+    st.progress(done / max(1, len(members)),
+                text=f"{done} of {len(members)} runs completed" +
+                     (f" · {active} queued or running" if active else ""))
+    summary = group_summary(db, group)
+    if summary["test_acc_mean"].notna().any() or summary["best_val_acc_mean"].notna().any():
+        summary_table(summary)
+        st.plotly_chart(sweep_figure(summary), key="sweep_chart", config=png_config(group))
+        top = summary.iloc[0]
+        st.markdown(f"**Best so far:** {plain(top['configuration'])}")
+    else:
+        st.info("The ranking appears as soon as the first run of the sweep finishes.")
+    with st.expander(f"The {len(members)} runs"):
+        st.dataframe([{"run": run["name"], "status": run["status"], "model": run["model"],
+                       "seed": run["config"].get("seed"), "test acc": run["test_acc"]}
+                      for run in members], hide_index=True, key="sweep_members")
+    with_data = [run["run_id"] for run in members if run["epoch"]]
+    if st.button("Compare these runs", key="sweep_compare", icon=ICONS["compare"],
+                 disabled=not with_data):
+        st.session_state["compare_pick"] = with_data
+        switch_to(PAGES["compare"])
+    if active:
+        st.caption("Updates every few seconds while the sweep trains.")
+        st.page_link(PAGES["runs"], label="Watch the runs train live", icon=ICONS["runs"])
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def live_group_view(group: str) -> None:
+    group_view(group)
+    if not any(run["status"] in ACTIVE for run in group_runs(store(), group)):
+        st.rerun(scope="app")
+
+
+def groups_section(runs: list[dict]) -> None:
+    groups = list(dict.fromkeys(run["group_name"] for run in runs if run.get("group_name")))
+    if not groups:
+        return
+    st.subheader("Sweeps")
+    if st.session_state.get("sweep_pick") not in groups:
+        st.session_state["sweep_pick"] = groups[0]
+    group = st.selectbox("Sweep", groups, key="sweep_pick")
+    if any(run["status"] in ACTIVE for run in runs if run.get("group_name") == group):
+        live_group_view(group)
+    else:
+        group_view(group)
+
+
+ensure_routed()
+st.title("Architecture sweep")
+st.caption("Train several architectures on the same data and budget, queued as one named group, "
+           "then rank them by mean accuracy over seeds.")
+all_runs = keep_jobs_moving(store())
+names = list_datasets()
+if not names:
+    st.info("Add a dataset first: a sweep trains several models on one dataset.")
+    st.page_link(PAGES["datasets"], label="Add a dataset", icon=ICONS["datasets"])
+groups_section(all_runs)
+if names:
+    sweep_form(names, {run["group_name"] for run in all_runs if run.get("group_name")})
