@@ -49,7 +49,11 @@ def next_step(dataset_count: int, runs: list[dict]) -> None:
             st.page_link(PAGES["compare"], label="Compare runs side by side", icon=ICONS["compare"])
         if done:
             st.page_link(PAGES["classify"], label="Classify new images", icon=ICONS["classify"])
+            st.page_link(PAGES["mistakes"], label="See which images a model gets wrong",
+                         icon=ICONS["mistakes"])
         st.page_link(PAGES["train"], label="Train another model", icon=ICONS["train"])
+        st.page_link(PAGES["sweeps"], label="Sweep several architectures at once",
+                     icon=ICONS["sweeps"])
 
 
 def recent_runs(runs: list[dict]) -> None:
