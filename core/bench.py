@@ -204,6 +204,8 @@ def markdown_table(rows: list[dict], title: str, device: torch.device) -> str:
 
 
 def format_cell(value) -> str:
+    if value is None:
+        return "—"
     if isinstance(value, float):
         return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.0f}"
     return str(value)
