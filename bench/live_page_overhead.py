@@ -31,6 +31,31 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / ticks
+
+
+def chromium_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if "chromium" in (entry / "comm").read_text():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
 def train_in_worker(config, store) -> dict:
     from core import jobs
 
@@ -40,7 +65,9 @@ def train_in_worker(config, store) -> dict:
     return store.get_run(run_id)
 
 
-def watched(config, store, port: int) -> dict:
+def watched(config, store, port: int, server_pid: int) -> tuple[dict, float, float]:
+    """Train with the live page open; also return the CPU seconds the Streamlit server and
+    Chromium used while the run trained."""
     from playwright.sync_api import sync_playwright
 
     from core import jobs
@@ -51,10 +78,15 @@ def watched(config, store, port: int) -> dict:
                                              args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"http://localhost:{port}/runs?run_pick={run_id}", wait_until="networkidle")
-        while store.get_run(run_id)["status"] in ("queued", "running"):
+        while store.get_run(run_id)["status"] == "queued":
+            time.sleep(0.2)
+        server_start, browser_start = cpu_seconds([server_pid]), cpu_seconds(chromium_pids())
+        while store.get_run(run_id)["status"] == "running":
             time.sleep(0.5)
+        server = cpu_seconds([server_pid]) - server_start
+        browser_cpu = cpu_seconds(chromium_pids()) - browser_start
         browser.close()
-    return store.get_run(run_id)
+    return store.get_run(run_id), server, browser_cpu
 
 
 def main() -> None:
@@ -84,7 +116,7 @@ def main() -> None:
         stderr=subprocess.DEVNULL)
     try:
         time.sleep(8)
-        live = watched(config, store, port)
+        live, server_cpu, browser_cpu = watched(config, store, port, server.pid)
     finally:
         server.terminate()
     rows = [("headless", headless), ("Runs page open", live)]
@@ -96,6 +128,10 @@ def main() -> None:
     for label, run in rows:
         speed = run["summary"]["train_images_per_s"]
         print(f"| {label} | {speed:,.0f} | {speed / base:.3f} | {run['test_acc']:.4f} |")
+    seconds = live["finished_at"] - live["started_at"]
+    print(f"\nWhile the watched run trained ({seconds:.0f} s on {os.cpu_count()} cores): "
+          f"Streamlit server {server_cpu:.1f} CPU-s ({server_cpu / seconds:.0%} of one core), "
+          f"Chromium {browser_cpu:.1f} CPU-s ({browser_cpu / seconds:.0%} of one core).")
 
 
 if __name__ == "__main__":
