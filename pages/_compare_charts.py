@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from pages.charts import base_layout, confusion_figure, safe, thin
+from pages.charts import base_layout, confusion_figure, line_layout, safe, thin
 
 LABELLED_POINTS = 6  # trade-off charts name their points up to this many runs
 BEST_MARKER = {"symbol": "star", "size": 15, "line": {"width": 1, "color": "white"}}
@@ -57,12 +57,7 @@ def curve_figure(frame: pd.DataFrame, metric: str, runs: Sequence[dict], colors:
                 x=[own["x"].iloc[at]], y=[value], mode="markers", legendgroup=name,
                 showlegend=False, marker={**BEST_MARKER, "color": colour}, text=[name],
                 hovertemplate=f"%{{text}}: best {shown}<extra></extra>"))
-    base_layout(fig, title, x_title, y_title)
-    if log_y:
-        fig.update_yaxes(type="log")
-    if percent:
-        fig.update_yaxes(tickformat=".0%")
-    return fig
+    return line_layout(fig, title, x_title, y_title, log_y=log_y, percent=percent)
 
 
 def tradeoff_figure(points: pd.DataFrame, x: str, y: str, colors: dict[str, str], title: str,

@@ -60,6 +60,17 @@ def base_layout(fig: go.Figure, title: str, x_title: str, y_title: str,
     return fig
 
 
+def line_layout(fig: go.Figure, title: str, x_title: str, y_title: str, *, log_y: bool = False,
+                percent: bool = False) -> go.Figure:
+    """The common layout of a line chart, with a log or percent y axis when asked."""
+    base_layout(fig, title, x_title, y_title)
+    if log_y:
+        fig.update_yaxes(type="log")
+    if percent:
+        fig.update_yaxes(tickformat=".0%")
+    return fig
+
+
 def line_figure(traces: Sequence[Trace], title: str, x_title: str, y_title: str, *,
                 log_y: bool = False, percent: bool = False) -> go.Figure:
     """Overlaid lines, each thinned to MAX_POINTS; traces without points are left out."""
@@ -72,12 +83,7 @@ def line_figure(traces: Sequence[Trace], title: str, x_title: str, y_title: str,
             x=xs, y=ys, name=safe(trace.name), mode=trace.mode, opacity=trace.opacity,
             line={"width": trace.width, "dash": trace.dash, "color": trace.colour},
             marker={"size": 7, "color": trace.colour}))
-    base_layout(fig, title, x_title, y_title)
-    if log_y:
-        fig.update_yaxes(type="log")
-    if percent:
-        fig.update_yaxes(tickformat=".0%")
-    return fig
+    return line_layout(fig, title, x_title, y_title, log_y=log_y, percent=percent)
 
 
 def balance_figure(class_split_counts: dict[str, dict[str, int]]) -> go.Figure:
