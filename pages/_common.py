@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import runpy
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -178,3 +178,20 @@ def switch_to(page: str) -> None:
     and refuses when a widget is bound to one (bind="query-params", as the Runs page's run
     picker is); replacing them with none works either way."""
     st.switch_page(page, query_params={})
+
+
+def confirm_delete(kind: str, target: str, question: str, delete: Callable[[], None]) -> None:
+    """The second step of a two-step delete (a slip of the mouse loses nothing): the question,
+    then "Yes, delete" or "Cancel". `kind` ("run", "dataset") names the session keys."""
+    st.warning(question)
+    cols = st.columns([1, 1, 6])
+    if cols[0].button("Yes, delete", type="primary", key=f"{kind}_delete_yes"):
+        st.session_state.pop(f"confirm_delete_{kind}", None)
+        with user_errors(f"delete the {kind}"):
+            delete()
+            st.session_state.pop(f"{kind}_pick", None)
+            st.toast(f"Deleted {kind} {plain(target)}")
+            st.rerun()
+    if cols[1].button("Cancel", key=f"{kind}_delete_no"):
+        st.session_state.pop(f"confirm_delete_{kind}", None)
+        st.rerun()

@@ -11,9 +11,15 @@ from core import jobs
 from core.run_card import clone_config, rerun_config
 from core.runs import delete_run
 from core.store import Store
-from pages._common import PAGES, USER_ERRORS, has_model, plain, switch_to, user_errors
-
-RESUMABLE = ("interrupted", "stopped", "failed")
+from pages._common import (
+    PAGES,
+    USER_ERRORS,
+    confirm_delete,
+    has_model,
+    plain,
+    switch_to,
+    user_errors,
+)
 
 
 def stop_button(run: dict, db: Store, slots: Iterator) -> None:
@@ -27,7 +33,7 @@ def stop_button(run: dict, db: Store, slots: Iterator) -> None:
 
 
 def resume_button(run: dict, db: Store, slots: Iterator) -> None:
-    if run["status"] in RESUMABLE and next(slots).button(
+    if run["status"] in jobs.RESUMABLE and next(slots).button(
             "Resume", key="run_resume", icon=":material/play_arrow:",
             help="Continues from the last finished epoch"):
         with user_errors("resume the run"):
@@ -90,19 +96,9 @@ def delete_control(run: dict, db: Store, slots: Iterator) -> None:
             st.session_state["confirm_delete_run"] = run["run_id"]
             st.rerun()
         return
-    st.warning(f"Delete run {plain(repr(run['name']))} with its metrics and trained model? "
-               "This cannot be undone.")
-    cols = st.columns([1, 1, 6])
-    if cols[0].button("Yes, delete", type="primary", key="run_delete_yes"):
-        st.session_state.pop("confirm_delete_run", None)
-        with user_errors("delete the run"):
-            delete_run(run["run_id"], db)
-            st.session_state.pop("run_pick", None)
-            st.toast(f"Deleted run {plain(run['name'])}")
-            st.rerun()
-    if cols[1].button("Cancel", key="run_delete_no"):
-        st.session_state.pop("confirm_delete_run", None)
-        st.rerun()
+    confirm_delete("run", run["name"],
+                   f"Delete run {plain(repr(run['name']))} with its metrics and trained model? "
+                   "This cannot be undone.", lambda: delete_run(run["run_id"], db))
 
 
 def action_bar(run: dict, db: Store) -> None:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from core import datasets
 from core.data.dataset import list_datasets
-from pages._common import ICONS, PAGES, ensure_routed, plain, store, user_errors
+from pages._common import ICONS, PAGES, confirm_delete, ensure_routed, plain, store, user_errors
 from pages._dataset_import import add_dataset_panel
 from pages._dataset_view import (
     augmentation_preview,
@@ -24,20 +24,10 @@ def delete_control(name: str) -> None:
             st.rerun()
         return
     used = [run for run in store().list_runs() if run["data"] == name]
-    st.warning(f"Delete dataset {plain(repr(name))} and its images from the workspace? This "
-               f"cannot be undone. {len(used)} run(s) trained on it keep their models, but "
-               "cannot be resumed or cloned without it.")
-    cols = st.columns([1, 1, 6])
-    if cols[0].button("Yes, delete", type="primary", key="dataset_delete_yes"):
-        st.session_state.pop("confirm_delete_dataset", None)
-        with user_errors("delete the dataset"):
-            datasets.remove(name)
-            st.session_state.pop("dataset_pick", None)
-            st.toast(f"Deleted dataset {plain(name)}")
-            st.rerun()
-    if cols[1].button("Cancel", key="dataset_delete_no"):
-        st.session_state.pop("confirm_delete_dataset", None)
-        st.rerun()
+    confirm_delete("dataset", name,
+                   f"Delete dataset {plain(repr(name))} and its images from the workspace? This "
+                   f"cannot be undone. {len(used)} run(s) trained on it keep their models, but "
+                   "cannot be resumed or cloned without it.", lambda: datasets.remove(name))
 
 
 def show_dataset(name: str) -> None:
