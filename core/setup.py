@@ -99,6 +99,15 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def describe_device() -> str:
+    """What training will run on: the GPU's name and memory, "Apple GPU (MPS)", or "CPU"."""
+    device = pick_device("auto")
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
+    return "Apple GPU (MPS)" if device.type == "mps" else "CPU"
+
+
 def autocast_for(device: torch.device, precision: str) -> Callable:
     bf16 = precision == "bf16" or (
         precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())

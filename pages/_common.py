@@ -157,15 +157,10 @@ def metric_log(run: dict, db: Store, names: list[str] | None = None) -> MetricLo
 
 @st.cache_resource(show_spinner=False)
 def device_label() -> str:
-    """The GPU's name and memory, or "CPU"."""
-    import torch
+    """The GPU's name and memory, or "CPU" (asked once per server)."""
+    from core.setup import describe_device
 
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "Apple GPU (MPS)"
-    return "CPU"
+    return describe_device()
 
 
 def go_to_run(run_id: str) -> None:

@@ -6,12 +6,11 @@ import random
 
 import numpy as np
 import streamlit as st
-import torch
 from PIL import Image
 
 from core.data.cache import default_image_size
 from core.data.dataset import MANIFEST, SPLITS, Dataset, dataset_folder, load_dataset
-from core.data.loader import Augment, apply_augment
+from core.data.loader import Augment, augment_images
 from core.data.transforms import fit_image
 from pages._common import plain
 from pages.charts import balance_figure
@@ -111,19 +110,11 @@ def augmentation_preview(dataset: Dataset) -> None:
     size = default_image_size(dataset)
     originals = np.stack([fit_image(Image.open(dataset.folder / dataset.items[i].file), size,
                                     dataset.channels) for i in picks])
-    augmented = augment_batch(originals, Augment(flip, pad, jitter), seed)
+    augmented = augment_images(originals, Augment(flip, pad, jitter), seed)
     st.caption(f"Original (at the training size, {size}×{size})")
     st.image([enlarge(image) for image in originals])
     st.caption("Augmented")
     st.image([enlarge(image) for image in augmented])
-
-
-def augment_batch(images: np.ndarray, augment: Augment, seed: int) -> np.ndarray:
-    """uint8 N×H×W×C → the same augmented by core's on-device augmentation (here on the CPU)."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255)
-    generator = torch.Generator().manual_seed(seed)
-    x = apply_augment(x, augment, generator) if not augment.is_off() else x
-    return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 def enlarge(array: np.ndarray, size: int = THUMB) -> Image.Image:

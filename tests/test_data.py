@@ -331,3 +331,16 @@ def test_channel_stats_are_in_unit_range_per_channel() -> None:
     mean, std = channel_stats(images)
     assert mean == pytest.approx([1.0, 0.5, 0.0])
     assert std == pytest.approx([1e-3, 0.5, 1e-3])  # a flat channel's std is floored, not 0
+
+
+def test_augmentation_preview_changes_images_like_training_and_keeps_them_uint8():
+    from core.data.loader import augment_images
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    off = augment_images(images, Augment(flip=False, pad_crop=0, jitter=0.0))
+    assert off.dtype == np.uint8 and np.array_equal(off, images)
+    flipped = augment_images(images, Augment(flip=True, pad_crop=0, jitter=0.0), seed=1)
+    for before, after in zip(images, flipped, strict=True):
+        assert np.array_equal(after, before) or np.array_equal(after, before[:, ::-1])
+    assert not np.array_equal(flipped, images)

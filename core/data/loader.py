@@ -125,3 +125,12 @@ def channel_stats(images: np.ndarray, sample: int = 10_000) -> tuple[list[float]
     mean = pixels.mean(axis=(0, 1, 2))
     std = pixels.std(axis=(0, 1, 2)).clip(min=1e-3)
     return [float(v) for v in mean], [float(v) for v in std]
+
+
+def augment_images(images: np.ndarray, augment: Augment, seed: int = 0) -> np.ndarray:
+    """uint8 N×H×W×C → the same images as training's augmentation would change them (on the
+    CPU), for a preview of what the model sees."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(255)
+    if not augment.is_off():
+        x = apply_augment(x, augment, torch.Generator().manual_seed(seed))
+    return (x.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
