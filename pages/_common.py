@@ -179,14 +179,14 @@ def confirm_delete(kind: str, target: str, question: str, delete: Callable[[], N
     """The second step of a two-step delete (a slip of the mouse loses nothing): the question,
     then "Yes, delete" or "Cancel". `kind` ("run", "dataset") names the session keys."""
     st.warning(question)
-    cols = st.columns([1, 1, 6])
-    if cols[0].button("Yes, delete", type="primary", key=f"{kind}_delete_yes"):
+    buttons = st.container(horizontal=True)  # side by side however narrow the column is
+    if buttons.button("Yes, delete", type="primary", key=f"{kind}_delete_yes"):
         st.session_state.pop(f"confirm_delete_{kind}", None)
         with user_errors(f"delete the {kind}"):
             delete()
             st.session_state.pop(f"{kind}_pick", None)
             st.toast(f"Deleted {kind} {plain(target)}")
             st.rerun()
-    if cols[1].button("Cancel", key=f"{kind}_delete_no"):
+    if buttons.button("Cancel", key=f"{kind}_delete_no"):
         st.session_state.pop(f"confirm_delete_{kind}", None)
         st.rerun()
