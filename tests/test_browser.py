@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,6 +158,22 @@ def wait_idle(page, timeout: float = 30) -> None:
     page.wait_for_function(IDLE, timeout=timeout * 1000)
 
 
+def upload_until_shown(page, image: Path, shown, attempts: int = 2) -> None:
+    """Upload `image` on the page's first uploader until `shown` appears. Under a loaded CPU
+    an upload made between two script runs was sometimes dropped by the re-rendered uploader
+    (seen in 3 of ~8 full-suite runs); one more upload after the page settles is allowed."""
+    uploader = page.locator("[data-testid='stFileUploader'] input[type=file]").first
+    for attempt in range(attempts):
+        uploader.set_input_files(image)
+        try:
+            shown.wait_for(timeout=45_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+            wait_idle(page)
+
+
 def screenshot(page, name: str) -> None:
     """The whole page: Streamlit scrolls inside its main block, so grow the viewport to it."""
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -254,9 +271,8 @@ def test_a_zip_becomes_two_compared_models_that_classify_a_photo(app_url: str, p
     image = tmp_path / "new-circle.png"
     shape_image(0, np.random.default_rng(99)).save(image)
     open_page(page, f"{app_url}/classify")
-    page.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(image)
     heading = page.locator("[data-testid='stMarkdownContainer'] h3")
-    heading.first.wait_for(timeout=30_000)
+    upload_until_shown(page, image, heading.first)
     wait_idle(page)
     assert heading.first.inner_text().strip() in CLASSES
     assert_no_exception(page)
