@@ -44,6 +44,16 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
+def resident_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process in MB, from /proc/PID/status."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
+
+
 def chromium_pids() -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -65,9 +75,10 @@ def train_in_worker(config, store) -> dict:
     return store.get_run(run_id)
 
 
-def watched(config, store, port: int, server_pid: int) -> tuple[dict, float, float]:
+def watched(config, store, port: int, server_pid: int) -> tuple[dict, float, float, float]:
     """Train with the live page open; also return the CPU seconds the Streamlit server and
-    Chromium used while the run trained."""
+    Chromium used while the run trained, and the server's largest resident memory (MB) seen
+    while it served the live view."""
     from playwright.sync_api import sync_playwright
 
     from core import jobs
@@ -81,12 +92,14 @@ def watched(config, store, port: int, server_pid: int) -> tuple[dict, float, flo
         while store.get_run(run_id)["status"] == "queued":
             time.sleep(0.2)
         server_start, browser_start = cpu_seconds([server_pid]), cpu_seconds(chromium_pids())
+        server_rss = 0.0
         while store.get_run(run_id)["status"] == "running":
+            server_rss = max(server_rss, resident_mb(server_pid)[0])
             time.sleep(0.5)
         server = cpu_seconds([server_pid]) - server_start
         browser_cpu = cpu_seconds(chromium_pids()) - browser_start
         browser.close()
-    return store.get_run(run_id), server, browser_cpu
+    return store.get_run(run_id), server, browser_cpu, server_rss
 
 
 def main() -> None:
@@ -116,7 +129,9 @@ def main() -> None:
         stderr=subprocess.DEVNULL)
     try:
         time.sleep(8)
-        live, server_cpu, browser_cpu = watched(config, store, port, server.pid)
+        idle_rss = resident_mb(server.pid)[0]
+        live, server_cpu, browser_cpu, server_rss = watched(config, store, port, server.pid)
+        server_peak = resident_mb(server.pid)[1]
     finally:
         server.terminate()
     rows = [("headless", headless), ("Runs page open", live)]
@@ -132,6 +147,11 @@ def main() -> None:
     print(f"\nWhile the watched run trained ({seconds:.0f} s on {os.cpu_count()} cores): "
           f"Streamlit server {server_cpu:.1f} CPU-s ({server_cpu / seconds:.0%} of one core), "
           f"Chromium {browser_cpu:.1f} CPU-s ({browser_cpu / seconds:.0%} of one core).")
+    print(f"\nResident memory: Streamlit server {idle_rss:,.0f} MB before the page opened, "
+          f"{server_rss:,.0f} MB at most while the live view ran (peak {server_peak:,.0f} MB "
+          f"over its life); the training worker peaked at "
+          f"{live['summary'].get('peak_rss_mb', 0):,.0f} MB. The server holds no training "
+          "state: the model, the data and the optimizer live in the worker process.")
 
 
 if __name__ == "__main__":

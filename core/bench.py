@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -172,23 +173,58 @@ def ingest(data: str, image_size: int) -> list[dict]:
              "workers": os.cpu_count()}]
 
 
-def time_to_accuracy(config: TrainConfig, targets: list[float], seeds: list[int]) -> list[dict]:
-    """Train `config` once per seed; seconds of training (and of everything) to each target
-    test accuracy, and the final test accuracy."""
+def time_to_accuracy(config: TrainConfig, targets: list[float], seeds: list[int], *,
+                     cold_cache: bool = True) -> list[dict]:
+    """Train `config` once per seed. Per seed: the test accuracy, whether it reached each target,
+    seconds of training, and seconds of everything: starting Python and importing torch, decoding
+    the cache from the image files (with `cold_cache`), building the model, training, testing.
+    A last row holds the means."""
     from core.runs import execute_run, new_run
     from core.store import Store
 
     store, rows = Store(), []
+    startup = seconds_since_process_start()
     for seed in seeds:
+        if cold_cache:
+            drop_cache(config)
         start = time.perf_counter()
         run_config = TrainConfig.from_dict(config.to_dict() | {"seed": seed,
                                                                 "name": f"bench-seed{seed}"})
         result = execute_run(new_run(run_config, store, status="running"), store)
+        if result["status"] != "completed":
+            raise RuntimeError(f"The seed-{seed} run {result['status']}: {result.get('error')}")
         rows.append({"seed": seed, "test_acc": result["test_acc"],
                      "train_seconds": result["train_seconds"],
-                     "total_seconds": time.perf_counter() - start,
+                     "total_seconds": startup + time.perf_counter() - start,
                      **{f"reached_{t}": (result["test_acc"] or 0) >= t for t in targets}})
-    return rows
+    return rows + [mean_row(rows, targets)]
+
+
+def mean_row(rows: list[dict], targets: list[float]) -> dict:
+    def mean(key: str) -> float:
+        return sum(row[key] for row in rows) / len(rows)
+
+    return {"seed": f"mean of {len(rows)}", "test_acc": mean("test_acc"),
+            "train_seconds": mean("train_seconds"), "total_seconds": mean("total_seconds"),
+            **{f"reached_{t}": f"{sum(row[f'reached_{t}'] for row in rows)}/{len(rows)}"
+               for t in targets}}
+
+
+def drop_cache(config: TrainConfig) -> None:
+    """Remove the run's decode-once cache so the run decodes the image files again."""
+    dataset = load_dataset(config.data)
+    cache_path(dataset, config.image_size or default_image_size(dataset)).unlink(missing_ok=True)
+
+
+def seconds_since_process_start() -> float:
+    """How long ago this process started (interpreter start-up and imports), from /proc; 0 where
+    /proc is missing."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
 
 
 def markdown_table(rows: list[dict], title: str, device: torch.device) -> str:

@@ -26,8 +26,12 @@ def test_ingest_bench_rebuilds_the_cache_and_keeps_the_old_one(studio_home):
     assert cache_path(dataset, 32).read_bytes() == before
 
 
-def test_time_to_accuracy_bench_trains_once_per_seed(studio_home):
-    add_demo("shapes", "shapes")
-    rows = bench.time_to_accuracy(TrainConfig(data="shapes", epochs=1), [0.5], seeds=[0, 1])
-    assert [row["seed"] for row in rows] == [0, 1]
-    assert all(row["train_seconds"] > 0 and "reached_0.5" in row for row in rows)
+def test_time_to_accuracy_bench_trains_once_per_seed_from_a_cold_cache(studio_home):
+    dataset = add_demo("shapes", "shapes")
+    config = TrainConfig(data="shapes", epochs=1, device="cpu")
+    rows = bench.time_to_accuracy(config, [0.0, 1.01], seeds=[0, 1])
+    assert [row["seed"] for row in rows] == [0, 1, "mean of 2"]
+    assert all(row["total_seconds"] > row["train_seconds"] > 0 for row in rows)
+    assert rows[2]["test_acc"] == (rows[0]["test_acc"] + rows[1]["test_acc"]) / 2
+    assert rows[2]["reached_0.0"] == "2/2" and rows[2]["reached_1.01"] == "0/2"
+    assert cache_path(dataset, 32).exists()  # rebuilt by the run after being dropped
