@@ -24,6 +24,7 @@ from core.checkpoint import save_tensors_atomic
 from core.data.cache import cache_path, decode_files
 from core.data.dataset import DatasetError, load_dataset, write_json_atomic
 from core.data.loader import to_model_input
+from core.durable import fsync_file, replace_durably
 from core.infer import LoadedModel, load_model
 from core.store import Store
 from models import create_model
@@ -52,7 +53,8 @@ def export_run(run_ref: str, fmt: str, out: str | Path, store: Store | None = No
         details = write_export(loaded, fmt, example, tmp, run["name"])
         inputs, source = parity_inputs(loaded)
         parity = check_parity(loaded.model, RUNNERS[fmt](loaded, tmp), inputs) | {"inputs": source}
-        os.replace(tmp, path)
+        fsync_file(tmp)
+        replace_durably(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     card_path = path.with_suffix(".card.json")

@@ -20,6 +20,7 @@ from core.data.build import DatasetBuilder
 from core.data.cache import cache_path, load_cache, write_cache
 from core.data.dataset import Dataset, DatasetError, load_dataset
 from core.data.loader import to_model_input
+from core.durable import replace_durably
 from core.infer import LoadedModel, ModelUnavailable, load_model
 from core.store import Store
 from core.workspace import runs_dir
@@ -64,7 +65,7 @@ def write_cached(path: Path, key: str, indices: np.ndarray, probs: np.ndarray) -
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as handle:
         np.savez(handle, key=np.array(key), indices=indices, probs=probs)
-    os.replace(tmp, path)
+    replace_durably(tmp, path)
 
 
 def predict_items(loaded: LoadedModel, dataset: Dataset, indices: np.ndarray, batch_size: int,

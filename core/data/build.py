@@ -29,6 +29,7 @@ from core.data.dataset import (
     write_json_atomic,
 )
 from core.data.split import stratified_split
+from core.durable import fsync_directory
 from core.workspace import datasets_dir, process_alive
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -120,6 +121,7 @@ class DatasetBuilder:
         if self.final.exists():
             shutil.rmtree(self.final)
         Path(self.tmp).rename(self.final)
+        fsync_directory(self.final.parent)  # the rename itself, on disk
 
 
 def remove_abandoned_imports() -> None:

@@ -18,6 +18,7 @@ from PIL import Image
 
 from core.data.dataset import Dataset
 from core.data.transforms import fit_image
+from core.durable import fsync_file, replace_durably
 from core.workspace import process_alive
 
 PARALLEL_THRESHOLD = 2000  # below this, starting worker processes costs more than it saves
@@ -47,7 +48,8 @@ def write_cache(dataset: Dataset, size: int, array: np.ndarray) -> Path:
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
     try:
         np.save(tmp, np.ascontiguousarray(array, dtype=np.uint8))
-        os.replace(tmp, path)
+        fsync_file(tmp)
+        replace_durably(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk leaves no half-written cache behind
         raise
@@ -83,7 +85,8 @@ def build_cache(dataset: Dataset, size: int,
                 progress(done, len(files))
         out.flush()
         del out
-        os.replace(tmp, path)
+        fsync_file(tmp)
+        replace_durably(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a half-built cache is never left behind
         raise

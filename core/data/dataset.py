@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core.durable import replace_durably
 from core.workspace import check_name, datasets_dir
 
 SPLITS = ("train", "val", "test")
@@ -141,7 +142,7 @@ def write_json_atomic(path: Path, data: object) -> None:
             json.dump(data, handle, indent=1)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
