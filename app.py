@@ -8,6 +8,9 @@ Training runs in a background worker process (core.jobs), never in this server.
 
 import streamlit as st
 
+from pages._common import stop_unless_store_answers
+from pages._sign_in import admitted, sign_in_page, sign_out_control
+
 st.set_page_config(page_title="CNN Studio", page_icon=":material/neurology:", layout="wide")
 
 
@@ -31,4 +34,13 @@ pages = {
     "Use": [page("classify.py", "Classify", "image_search", "classify")],
 }
 
-st.navigation(pages).run()
+# A shared server's sign-in (pages/_sign_in.py; open when none is configured). The pages are
+# registered either way, so the URL keeps its page and signing in lands on it; none runs first.
+signed_in = admitted()
+current = st.navigation(pages, position="sidebar" if signed_in else "hidden")
+if signed_in:
+    sign_out_control()
+    stop_unless_store_answers()  # after the sign-in, so visitors never see the database's address
+    current.run()
+else:
+    sign_in_page()

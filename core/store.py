@@ -3,16 +3,22 @@
 By default one SQLite file in the workspace, in WAL mode with a busy timeout, so
 worker processes write while dashboard pages read. Writes open with
 `BEGIN IMMEDIATE` so two writers queue on the lock instead of failing halfway
-through a transaction. Set `CNN_STUDIO_DB` to a PostgreSQL URL to share one store
-between machines; nothing above this module changes.
+through a transaction. Set `CNN_STUDIO_DB` to a PostgreSQL URL
+(`postgresql://user:password@host:5432/database`, driven by psycopg 3) to share one
+store between machines: pooled connections checked before use, the queue claimed
+under a transaction-scoped advisory lock; nothing above this module changes.
+A database that cannot be reached raises `StoreUnavailable`, whose message says
+what to check.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import (
     Column,
@@ -26,33 +32,47 @@ from sqlalchemy import (
     delete,
     event,
     func,
-    insert,
     or_,
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 
 from core.workspace import db_url
 
 RUN_STATUSES = ("queued", "running", "completed", "stopped", "failed", "interrupted")
 FINISHED = ("completed", "stopped", "failed", "interrupted")
 
+# Keys of PostgreSQL advisory locks (per database): claims of the queue, and creating tables.
+CLAIM_LOCK, SCHEMA_LOCK = 0x636E6E01, 0x636E6E02
+# SQLSTATE classes that mean "the connection or the server is the problem": connection
+# exception, invalid authorization, no such database, operator intervention (shutdown).
+UNREACHABLE_SQLSTATES = ("08", "28", "3D", "57")
+POSTGRES_ENGINE_OPTIONS = {
+    "pool_pre_ping": True,  # a connection the server dropped is replaced, not handed out
+    "pool_size": 5,
+    "max_overflow": 10,
+    "pool_recycle": 1800,
+    "connect_args": {"connect_timeout": 10, "application_name": "cnn-studio"},
+}
+
 metadata = MetaData()
 datasets_table = Table(
     "datasets", metadata,
     Column("name", String(64), primary_key=True),
-    Column("created_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),  # Unix seconds (double precision)
     Column("summary", Text, nullable=False),  # JSON: Dataset.summary() without the item list
 )
 runs_table = Table(
     "runs", metadata,
     Column("run_id", String(32), primary_key=True),
-    Column("name", String(128), nullable=False),
+    Column("name", Text, nullable=False),  # Text: no length limit on PostgreSQL either
     Column("status", String(16), nullable=False, index=True),
-    Column("model", String(200), nullable=False),
+    Column("model", Text, nullable=False),
     Column("data", String(64), nullable=False),
-    Column("group_name", String(128)),
+    Column("group_name", Text),
     Column("config", Text, nullable=False),  # JSON TrainConfig
     Column("created_at", Float, nullable=False),
     Column("started_at", Float),
@@ -71,26 +91,97 @@ metrics_table = Table(
     "metrics", metadata,
     Column("run_id", String(32), primary_key=True),
     Column("step", Integer, primary_key=True),
-    Column("name", String(64), primary_key=True),
+    Column("name", Text, primary_key=True),
     Column("epoch", Float, nullable=False),
     Column("value", Float, nullable=False),
     Column("time", Float, nullable=False),
 )
 
+
+class StoreUnavailable(ConnectionError, ValueError):
+    """The database cannot be reached or used; the message says what to check. A ValueError
+    too, so the command line and the pages show it as a sentence, not a traceback."""
+
+
 _engines: dict[str, tuple[Engine, Engine]] = {}
 
 
+def engine_url(url: str) -> URL:
+    """The URL SQLAlchemy gets: `postgresql://` and `postgres://` mean psycopg 3 here
+    (SQLAlchemy's default driver for that scheme is psycopg2, which is not installed)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StoreUnavailable(
+            f"CNN_STUDIO_DB={url!r} is not a database URL: use "
+            "postgresql://USER:PASSWORD@HOST:5432/DATABASE, or unset it for the workspace's "
+            "SQLite file.") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(not a URL)"
+
+
 def engines(url: str) -> tuple[Engine, Engine]:
-    """(writer, reader) engines for a URL, made once per process."""
+    """(writer, reader) engines for a URL, made once per process; the tables are created on
+    first use. On PostgreSQL both are one pooled engine."""
     if url not in _engines:
-        writer = create_engine(url, future=True)
-        reader = create_engine(url, future=True)
-        if writer.dialect.name == "sqlite":
-            configure_sqlite(writer, immediate=True)
-            configure_sqlite(reader, immediate=False)
-        metadata.create_all(writer)
+        writer, reader = make_engines(url)
+        try:
+            with guarded(url), writer.begin() as conn:
+                if conn.dialect.name == "postgresql":  # workers starting together on a new db
+                    conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
+                metadata.create_all(conn)
+        except BaseException:
+            writer.dispose()
+            reader.dispose()
+            raise
         _engines[url] = (writer, reader)
     return _engines[url]
+
+
+def make_engines(url: str) -> tuple[Engine, Engine]:
+    target = engine_url(url)
+    try:
+        if target.get_backend_name() == "postgresql":
+            engine = create_engine(target, **POSTGRES_ENGINE_OPTIONS)
+            return engine, engine
+        writer, reader = create_engine(target), create_engine(target)
+    except ModuleNotFoundError as error:
+        raise StoreUnavailable(
+            f"The driver for {safe_url(url)} is not installed ({error.name}): run "
+            "`.venv/bin/pip install -r requirements.txt` (PostgreSQL needs psycopg).") from None
+    except ArgumentError as error:
+        raise StoreUnavailable(f"CNN_STUDIO_DB={safe_url(url)} cannot be used: {error}. "
+                               "Use postgresql://USER:PASSWORD@HOST:5432/DATABASE, or unset "
+                               "it for the workspace's SQLite file.") from None
+    if writer.dialect.name == "sqlite":
+        configure_sqlite(writer, immediate=True)
+        configure_sqlite(reader, immediate=False)
+    return writer, reader
+
+
+def forget_engines(url: str) -> None:
+    """Close this process's connections to `url` (say, before dropping that database)."""
+    for engine in set(_engines.pop(url, ())):
+        engine.dispose()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child must not use the parent's pooled sockets; it opens its own.
+    for pair in _engines.values():
+        for engine in set(pair):
+            engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def configure_sqlite(engine: Engine, *, immediate: bool) -> None:
@@ -108,26 +199,77 @@ def configure_sqlite(engine: Engine, *, immediate: bool) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+@contextmanager
+def guarded(url: str) -> Iterator[None]:
+    """Turn "cannot reach or open the database" into StoreUnavailable saying what to check."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as error:
+        if not unreachable(error):
+            raise
+        raise StoreUnavailable(unavailable_message(url, error)) from error
+
+
+def unreachable(error: OperationalError | InterfaceError) -> bool:
+    if error.connection_invalidated or isinstance(error, InterfaceError):
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None)  # psycopg; sqlite3 errors have none
+    return sqlstate is None or sqlstate.startswith(UNREACHABLE_SQLSTATES)
+
+
+def unavailable_message(url: str, error: Exception) -> str:
+    cause = getattr(error, "orig", None) or error
+    detail = (str(cause).strip().splitlines() or [cause.__class__.__name__])[0]
+    if engine_url(url).get_backend_name() == "sqlite":
+        return (f"The store's SQLite database ({safe_url(url)}) cannot be used: {detail}. "
+                "Check that the workspace folder (CNN_STUDIO_HOME) exists, is writable and has "
+                "free space; SQLite locks badly over NFS, so to share a store between machines "
+                "set CNN_STUDIO_DB to a PostgreSQL URL.")
+    return (f"Cannot reach the store's database at {safe_url(url)}: {detail}. Check that the "
+            "PostgreSQL server is running and listens on that host and port (listen_addresses), "
+            "that it lets this machine in (pg_hba.conf, firewall), and that the user, password "
+            "and database in CNN_STUDIO_DB are right (the database must exist).")
+
+
 class Store:
     def __init__(self, url: str | None = None) -> None:
         self.url = url or db_url()
         self.writer, self.reader = engines(self.url)
 
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
+        with guarded(self.url), self.writer.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with guarded(self.url), self.reader.begin() as conn:
+            yield conn
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable (saying what to check) unless the database answers."""
+        with self.reading() as conn:
+            conn.execute(select(1)).scalar_one()
+
     # Datasets -------------------------------------------------------------------------------
 
     def record_dataset(self, summary: dict) -> None:
         row = {"name": summary["name"], "created_at": time.time(), "summary": json.dumps(summary)}
-        with self.writer.begin() as conn:
-            conn.execute(delete(datasets_table).where(datasets_table.c.name == summary["name"]))
-            conn.execute(insert(datasets_table).values(**row))
+        statement = dialect_insert(self.writer, datasets_table).values(**row)
+        statement = statement.on_conflict_do_update(
+            index_elements=["name"], set_={"created_at": statement.excluded.created_at,
+                                           "summary": statement.excluded.summary})
+        with self.writing() as conn:
+            conn.execute(statement)
 
     def dataset_summaries(self) -> list[dict]:
-        with self.reader.begin() as conn:
+        with self.reading() as conn:
             rows = conn.execute(select(datasets_table).order_by(datasets_table.c.name)).all()
         return [json.loads(row.summary) | {"created_at": row.created_at} for row in rows]
 
     def forget_dataset(self, name: str) -> None:
-        with self.writer.begin() as conn:
+        with self.writing() as conn:
             conn.execute(delete(datasets_table).where(datasets_table.c.name == name))
 
     # Runs -----------------------------------------------------------------------------------
@@ -141,8 +283,8 @@ class Store:
             "group_name": group, "config": json.dumps(config), "created_at": time.time(),
             "stop_requested": 0, "epoch": 0,
         }
-        with self.writer.begin() as conn:
-            conn.execute(insert(runs_table).values(**row))
+        with self.writing() as conn:
+            conn.execute(runs_table.insert().values(**row))
         return run_id
 
     def get_run(self, ref: str) -> dict | None:
@@ -150,7 +292,7 @@ class Store:
         query = (select(runs_table)
                  .where(or_(runs_table.c.run_id == ref, runs_table.c.name == ref))
                  .order_by((runs_table.c.run_id == ref).desc(), runs_table.c.created_at.desc()))
-        with self.reader.begin() as conn:
+        with self.reading() as conn:
             row = conn.execute(query).first()
         return run_row(row) if row else None
 
@@ -158,45 +300,52 @@ class Store:
         query = select(runs_table).order_by(runs_table.c.created_at.desc())
         if status is not None:
             query = query.where(runs_table.c.status.in_(list(status)))
-        with self.reader.begin() as conn:
+        with self.reading() as conn:
             return [run_row(row) for row in conn.execute(query).all()]
 
     def update_run(self, run_id: str, **fields) -> None:
         for key in ("config", "summary"):
             if key in fields and not isinstance(fields[key], str):
                 fields[key] = json.dumps(fields[key])
-        with self.writer.begin() as conn:
+        with self.writing() as conn:
             conn.execute(update(runs_table).where(runs_table.c.run_id == run_id).values(**fields))
 
     def claim_next_run(self, worker_pid: int, max_running: int = 1) -> dict | None:
-        """Move the oldest queued run to running for this worker, if a slot is free."""
-        with self.writer.begin() as conn:
+        """Move the oldest queued run to running for this worker, if a slot is free.
+
+        Claims are one at a time: SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock
+        (held to commit), so two workers never both see a free slot or the same run."""
+        with self.writing() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(CLAIM_LOCK)))
             running = conn.execute(select(func.count()).select_from(runs_table)
                                    .where(runs_table.c.status == "running")).scalar_one()
             if running >= max_running:
                 return None
             row = conn.execute(select(runs_table.c.run_id).where(runs_table.c.status == "queued")
-                               .order_by(runs_table.c.created_at).limit(1)).first()
+                               .order_by(runs_table.c.created_at).limit(1)
+                               .with_for_update(skip_locked=True)).first()
             if row is None:
                 return None
             now = time.time()
-            conn.execute(update(runs_table).where(runs_table.c.run_id == row.run_id).values(
-                status="running", worker_pid=worker_pid, started_at=now, heartbeat_at=now,
-                finished_at=None, error=None))
-        return self.get_run(row.run_id)
+            claimed = conn.execute(
+                update(runs_table)
+                .where(runs_table.c.run_id == row.run_id, runs_table.c.status == "queued")
+                .values(status="running", worker_pid=worker_pid, started_at=now,
+                        heartbeat_at=now, finished_at=None, error=None)).rowcount
+        return self.get_run(row.run_id) if claimed == 1 else None
 
     def heartbeat(self, run_id: str) -> bool:
         """Record that the run is alive; return True when a stop was requested."""
-        with self.writer.begin() as conn:
-            conn.execute(update(runs_table).where(runs_table.c.run_id == run_id)
-                         .values(heartbeat_at=time.time()))
-            flag = conn.execute(select(runs_table.c.stop_requested)
-                                .where(runs_table.c.run_id == run_id)).scalar_one_or_none()
+        with self.writing() as conn:
+            flag = conn.execute(update(runs_table).where(runs_table.c.run_id == run_id)
+                                .values(heartbeat_at=time.time())
+                                .returning(runs_table.c.stop_requested)).scalar_one_or_none()
         return bool(flag)
 
     def request_stop(self, run_id: str) -> None:
         """Ask a running run to stop; a queued one is stopped at once."""
-        with self.writer.begin() as conn:
+        with self.writing() as conn:
             conn.execute(update(runs_table).where(runs_table.c.run_id == run_id)
                          .values(stop_requested=1))
             conn.execute(update(runs_table).where(runs_table.c.run_id == run_id)
@@ -205,24 +354,24 @@ class Store:
 
     def mark_stale_runs(self, max_age_s: float, alive: set[int] | None = None) -> list[str]:
         """Running rows whose heartbeat is older than max_age_s (or whose worker pid is not in
-        `alive`, when given) become `interrupted`; returns their ids."""
+        `alive`, when given) become `interrupted`; returns their ids. One UPDATE, so a run
+        that finishes meanwhile is never marked."""
         now = time.time()
-        with self.writer.begin() as conn:
-            rows = conn.execute(select(runs_table.c.run_id, runs_table.c.heartbeat_at,
-                                       runs_table.c.worker_pid)
-                                .where(runs_table.c.status == "running")).all()
-            stale = [row.run_id for row in rows
-                     if (row.heartbeat_at or 0) < now - max_age_s
-                     or (alive is not None and row.worker_pid not in alive)]
-            if stale:
-                conn.execute(update(runs_table).where(runs_table.c.run_id.in_(stale)).values(
-                    status="interrupted", finished_at=now,
-                    error="The worker stopped sending heartbeats (killed or crashed). "
-                          "Resume to continue from the last checkpoint."))
-        return stale
+        stale = func.coalesce(runs_table.c.heartbeat_at, 0) < now - max_age_s
+        if alive is not None:
+            stale = or_(stale, runs_table.c.worker_pid.is_(None),
+                        runs_table.c.worker_pid.not_in(sorted(alive)))
+        with self.writing() as conn:
+            rows = conn.execute(
+                update(runs_table).where(runs_table.c.status == "running", stale)
+                .values(status="interrupted", finished_at=now,
+                        error="The worker stopped sending heartbeats (killed or crashed). "
+                              "Resume to continue from the last checkpoint.")
+                .returning(runs_table.c.run_id)).all()
+        return [row.run_id for row in rows]
 
     def delete_run(self, run_id: str) -> None:
-        with self.writer.begin() as conn:
+        with self.writing() as conn:
             conn.execute(delete(metrics_table).where(metrics_table.c.run_id == run_id))
             conn.execute(delete(runs_table).where(runs_table.c.run_id == run_id))
 
@@ -232,12 +381,14 @@ class Store:
         """Write (step, epoch, name, value) rows; a row already there is replaced, so a resumed
         run that repeats a step does not duplicate it."""
         now = time.time()
-        values = [{"run_id": run_id, "step": int(step), "epoch": float(epoch), "name": name,
-                   "value": float(value), "time": now} for step, epoch, name, value in rows]
-        if not values:
+        latest = {(int(step), name): {"run_id": run_id, "step": int(step), "epoch": float(epoch),
+                                      "name": name, "value": float(value), "time": now}
+                  for step, epoch, name, value in rows}  # a key twice in one batch: last wins
+        if not latest:
             return
-        with self.writer.begin() as conn:
-            conn.execute(upsert(self.writer), values)
+        values = [latest[key] for key in sorted(latest)]  # one lock order for every writer
+        with self.writing() as conn:
+            conn.execute(metrics_upsert(self.writer), values)
 
     def metrics(self, run_id: str, min_step: int = 0,
                 names: Iterable[str] | None = None) -> list[dict]:
@@ -248,16 +399,17 @@ class Store:
                  .order_by(metrics_table.c.step, metrics_table.c.name))
         if names is not None:
             query = query.where(metrics_table.c.name.in_(list(names)))
-        with self.reader.begin() as conn:
+        with self.reading() as conn:
             return [dict(row._mapping) for row in conn.execute(query).all()]
 
 
-def upsert(engine: Engine):
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    statement = dialect_insert(metrics_table)
+def dialect_insert(engine: Engine, table: Table):
+    """INSERT with the dialect's ON CONFLICT support (both spell it the same way)."""
+    return (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def metrics_upsert(engine: Engine):
+    statement = dialect_insert(engine, metrics_table)
     return statement.on_conflict_do_update(
         index_elements=["run_id", "step", "name"],
         set_={"value": statement.excluded.value, "epoch": statement.excluded.epoch,

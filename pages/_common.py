@@ -14,7 +14,7 @@ import streamlit as st
 from core import jobs
 from core.data.dataset import DatasetError
 from core.runs import run_folder
-from core.store import Store
+from core.store import Store, StoreUnavailable
 from models import ModelError
 from pages.metric_log import MetricLog
 
@@ -62,6 +62,16 @@ def plain(text: object) -> str:
 
 def store() -> Store:
     return Store()  # engines are made once per process and URL; a Store is cheap
+
+
+def stop_unless_store_answers() -> None:
+    """An unreachable database (a PostgreSQL URL in CNN_STUDIO_DB) gets a message saying what to
+    check instead of Streamlit's redacted error on every page."""
+    try:
+        store().ping()
+    except StoreUnavailable as error:
+        st.error(plain(error), icon=":material/database:")
+        st.stop()
 
 
 @contextmanager

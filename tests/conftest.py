@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,62 @@ def studio_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("CNN_STUDIO_HOME", str(home))
     monkeypatch.delenv("CNN_STUDIO_DB", raising=False)
     return home
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, studio_home: Path,
+              monkeypatch: pytest.MonkeyPatch):
+    """A fresh, empty store for this test, once per database: the workspace's SQLite file, and a
+    new PostgreSQL database (dropped afterwards) on the server CNN_STUDIO_TEST_PG names. The
+    variable CNN_STUDIO_DB points at it, so Store() and workers the test starts use it too."""
+    from core.workspace import db_url
+
+    if request.param == "sqlite":
+        yield db_url()
+        return
+    with scratch_postgres_database() as url:
+        monkeypatch.setenv("CNN_STUDIO_DB", url)
+        yield url
+
+
+@contextmanager
+def scratch_postgres_database() -> Iterator[str]:
+    """CREATE DATABASE on the server of CNN_STUDIO_TEST_PG (an admin URL such as
+    postgresql://USER:PASSWORD@127.0.0.1:5432/postgres, of a role that may create databases);
+    yields its URL and drops it. Without the variable: skip, unless CNN_STUDIO_REQUIRE_PG=1
+    (CI sets it), where a PostgreSQL test that cannot run fails instead."""
+    import os
+    import secrets
+
+    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy.exc import OperationalError
+
+    from core.store import engine_url, forget_engines
+
+    admin = os.environ.get("CNN_STUDIO_TEST_PG")
+    if not admin:
+        reason = ("the PostgreSQL cases need CNN_STUDIO_TEST_PG=postgresql://USER:PASSWORD@HOST"
+                  ":5432/postgres (a role with CREATEDB; `sudo bash .ci/postgres` makes one)")
+        if os.environ.get("CNN_STUDIO_REQUIRE_PG") == "1":
+            pytest.fail(f"CNN_STUDIO_REQUIRE_PG=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    name = f"cnn_studio_test_{secrets.token_hex(6)}"
+    server = create_engine(engine_url(admin), isolation_level="AUTOCOMMIT")
+    try:
+        with server.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        server.dispose()
+        pytest.fail(f"Cannot create a database on CNN_STUDIO_TEST_PG's server: {error.orig}",
+                    pytrace=False)
+    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        forget_engines(url)
+        with server.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        server.dispose()
 
 
 @pytest.fixture

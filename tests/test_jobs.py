@@ -29,7 +29,14 @@ def store(shapes_dataset) -> Store:
     return Store()
 
 
-def test_submitted_run_stays_queued_until_a_worker_trains_it(store: Store) -> None:
+@pytest.fixture
+def any_store(store_url, shapes_dataset) -> Store:
+    """The workspace's store on SQLite, then on PostgreSQL (conftest's store_url)."""
+    return Store()
+
+
+def test_submitted_run_stays_queued_until_a_worker_trains_it(any_store: Store) -> None:
+    store = any_store
     run_id = jobs.submit(shapes_config(), store, start_worker=False)
     assert store.get_run(run_id)["status"] == "queued"
     assert not jobs.worker_alive()
@@ -186,7 +193,8 @@ def test_resume_refuses_runs_that_are_not_interrupted_stopped_or_failed(store: S
         jobs.resume("nope", store, start_worker=False)
 
 
-def test_detached_worker_trains_a_submitted_run_and_exits_when_idle(store, monkeypatch) -> None:
+def test_detached_worker_trains_a_submitted_run_and_exits_when_idle(any_store, monkeypatch) -> None:
+    store = any_store
     # ensure_worker() has no idle setting, and the worker's default idle is 120 s; the real
     # launch is kept, with `--idle-exit 1` added so the test can wait for the exit.
     started: list[subprocess.Popen] = []

@@ -1,8 +1,10 @@
 """The store under load: writer processes (queue runs, claim them, stream metric batches,
 heartbeat, finish) and reader processes (list runs, poll metrics, as the pages do) against
-one SQLite file at once. Zero errors may reach a caller: no `database is locked`, nothing.
+one database at once, SQLite and PostgreSQL (conftest's `store_url`). Zero errors may reach
+a caller: no `database is locked`, no deadlock, nothing.
 
-Bounded for CI: SOAK_SECONDS (default 10) of load; SOAK_SECONDS=60 for the long soak.
+Bounded for CI: SOAK_SECONDS (default 10) of load per database; SOAK_SECONDS=60 for the long
+soak.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import random
-import sqlite3
 import time
 import traceback
 from collections import Counter
-from pathlib import Path
+
+from sqlalchemy import text
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "10"))
 WRITERS, READERS = 3, 2
@@ -90,11 +92,11 @@ def reader(url: str, seed: int, ready, go, results) -> None:
     results.put(("reader", dict(ops), errors, []))
 
 
-def test_store_soak_with_writers_and_readers_reaches_no_lock_errors(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'studio.db'}"
+def test_store_soak_with_writers_and_readers_reaches_no_lock_errors(store_url: str) -> None:
+    url = store_url
     from core.store import Store
 
-    Store(url)  # create the tables once, before the crowd arrives
+    store = Store(url)  # create the tables once, before the crowd arrives
     context = multiprocessing.get_context("spawn")
     results, ready, go = context.Queue(), context.Queue(), context.Event()
     processes = [context.Process(target=writer, args=(url, seed, ready, go, results))
@@ -117,16 +119,26 @@ def test_store_soak_with_writers_and_readers_reaches_no_lock_errors(tmp_path: Pa
         ops.update(counts)
         errors += failures
         claimed += runs
-    with sqlite3.connect(tmp_path / "studio.db") as conn:
-        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        duplicates = conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM metrics "
-                                  "GROUP BY run_id, step, name HAVING COUNT(*) > 1)").fetchone()[0]
-        running = conn.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0]
-    locked = sum("database is locked" in error for error in errors)
-    print(f"\nsoak: {WRITERS} writers + {READERS} readers for {SECONDS:g} s: "
-          f"{sum(ops.values())} operations ({', '.join(f'{k} {v}' for k, v in sorted(ops.items()))}"
-          f"); {len(errors)} errors ({locked} 'database is locked'); integrity {integrity}")
+    integrity, duplicates, running = consistency(store)
+    locked = sum("database is locked" in error or "deadlock" in error for error in errors)
+    print(f"\nsoak on {store.writer.dialect.name}: {WRITERS} writers + {READERS} readers for "
+          f"{SECONDS:g} s: {sum(ops.values())} operations "
+          f"({', '.join(f'{k} {v}' for k, v in sorted(ops.items()))}); {len(errors)} errors "
+          f"({locked} 'database is locked' or deadlock); integrity {integrity}")
     assert errors == [], errors[:3]
     assert len(claimed) == len(set(claimed))  # no queued run was claimed by two workers
     assert integrity == "ok" and duplicates == 0 and running == 0
     assert ops["metric batch"] > 0 and ops["list runs"] > 0
+
+
+def consistency(store) -> tuple[str, int, int]:
+    """(integrity check, duplicated metric keys, runs left running) after the soak."""
+    with store.reader.connect() as conn:
+        integrity = (conn.execute(text("PRAGMA integrity_check")).scalar_one()
+                     if conn.dialect.name == "sqlite" else "ok")  # PostgreSQL checks as it goes
+        duplicates = conn.execute(text(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM metrics GROUP BY run_id, step, name "
+            "HAVING COUNT(*) > 1) AS repeated")).scalar_one()
+        running = conn.execute(text("SELECT COUNT(*) FROM runs WHERE status = 'running'")
+                               ).scalar_one()
+    return integrity, duplicates, running

@@ -1,18 +1,23 @@
-"""The store: runs, metrics and the queue in SQLite (WAL), one fresh database per test."""
+"""The store: runs, metrics and the queue, one fresh database per test, each test on SQLite
+(WAL) and on PostgreSQL (conftest's `store_url`; the PostgreSQL cases need
+CNN_STUDIO_TEST_PG, see there)."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 
 import pytest
+from sqlalchemy import Update, event, text
 
-from core.store import Store
+from core.__main__ import main as cli_main
+from core.store import Store, StoreUnavailable, engine_url
 
 
 @pytest.fixture
-def store(studio_home) -> Store:
-    return Store()
+def store(store_url: str) -> Store:
+    return Store(store_url)
 
 
 def config(model: str = "tiny-cnn", data: str = "shapes", **extra) -> dict:
@@ -177,8 +182,18 @@ def test_dataset_summaries_round_trip_and_replace_by_name(store: Store) -> None:
     assert store.dataset_summaries() == []
 
 
-def test_sqlite_store_is_in_wal_mode_in_the_workspace(store: Store, studio_home) -> None:
-    store.create_run(config())
+def test_long_names_and_exact_timestamps_read_back_on_both_databases(store: Store) -> None:
+    long_name, spec_path = "n" * 300, "/data/" + "specs/" * 50 + "net.json"
+    run_id = store.create_run(config(model=spec_path), name=long_name, group="g" * 200)
+    moment = 1_767_225_600.123456  # microseconds survive: timestamps are double precision
+    store.update_run(run_id, heartbeat_at=moment)
+    run = store.get_run(long_name)
+    assert (run["run_id"], run["model"], run["group_name"]) == (run_id, spec_path, "g" * 200)
+    assert run["heartbeat_at"] == moment
+
+
+def test_sqlite_store_is_in_wal_mode_in_the_workspace(studio_home) -> None:
+    Store().create_run(config())
     path = studio_home / "studio.db"
     assert path.exists()
     connection = sqlite3.connect(path)
@@ -187,3 +202,122 @@ def test_sqlite_store_is_in_wal_mode_in_the_workspace(store: Store, studio_home)
     finally:
         connection.close()
 
+
+
+def test_concurrent_claims_never_share_a_run_or_overfill_the_slots(store: Store) -> None:
+    for name in "abcdefgh":
+        store.create_run(config(), name=name)
+    claimed: list[str] = []
+
+    def claim_all(pid: int) -> None:
+        while (run := store.claim_next_run(worker_pid=pid, max_running=3)):
+            claimed.append(run["run_id"])
+
+    workers = [threading.Thread(target=claim_all, args=(pid,)) for pid in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert len(claimed) == len(set(claimed)) == 3
+    assert len(store.list_runs(status=["running"])) == 3
+
+
+ON_POSTGRESQL_ONLY = pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+
+
+@ON_POSTGRESQL_ONLY  # on SQLite, BEGIN IMMEDIATE lets one writer in at a time
+def test_a_claim_waits_for_a_claim_in_flight_on_postgresql(store: Store) -> None:
+    """The first claim is held open after its UPDATE; the second, with one slot, must wait for
+    it and then see the slot taken, not claim the next run beside it."""
+    store.create_run(config(), name="a")
+    store.create_run(config(), name="b")
+    in_flight, release = threading.Event(), threading.Event()
+
+    @event.listens_for(store.writer, "after_execute")
+    def hold_first_claim(conn, clause, *_args) -> None:
+        if threading.current_thread().name == "first" and isinstance(clause, Update):
+            in_flight.set()
+            release.wait(timeout=60)
+
+    results: dict[str, dict | None] = {}
+
+    def claim(name: str) -> None:
+        results[name] = store.claim_next_run(worker_pid=1, max_running=1)
+
+    first = threading.Thread(target=claim, args=("first",), name="first")
+    second = threading.Thread(target=claim, args=("second",), name="second")
+    try:
+        first.start()
+        assert in_flight.wait(timeout=60)
+        second.start()
+        wait_until_waiting_on_a_lock(store, second)
+    finally:
+        release.set()
+        first.join(timeout=60)
+        second.join(timeout=60)
+        event.remove(store.writer, "after_execute", hold_first_claim)
+    assert results["first"]["name"] == "a"
+    assert results["second"] is None
+    assert [run["name"] for run in store.list_runs(status=["queued"])] == ["b"]
+
+
+def wait_until_waiting_on_a_lock(store: Store, thread: threading.Thread) -> None:
+    deadline = time.monotonic() + 60
+    query = text("SELECT count(*) FROM pg_stat_activity "
+                 "WHERE datname = current_database() AND wait_event_type = 'Lock'")
+    while True:
+        assert thread.is_alive(), "the second claim finished while the first was in flight"
+        with store.reader.connect() as conn:
+            if conn.execute(query).scalar_one():
+                return
+        assert time.monotonic() < deadline, "the second claim never waited"
+        time.sleep(0.01)
+
+
+@ON_POSTGRESQL_ONLY
+def test_a_connection_the_server_dropped_is_replaced_before_use(store: Store) -> None:
+    run_id = store.create_run(config())
+    with store.writer.connect() as conn:  # end every other session on this database
+        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()"))
+    assert store.get_run(run_id)["run_id"] == run_id  # pre-ping noticed, reconnected
+
+
+def test_postgresql_urls_select_psycopg_3() -> None:
+    for url in ("postgresql://u:p@db.example:5432/studio", "postgres://u:p@db.example/studio",
+                "postgresql+psycopg://u:p@db.example/studio"):
+        assert engine_url(url).drivername == "postgresql+psycopg"
+    assert engine_url("sqlite:////tmp/studio.db").drivername == "sqlite"
+
+
+def test_unreachable_postgresql_says_what_to_check_and_hides_the_password() -> None:
+    url = "postgresql://studio:s3cret-pw@127.0.0.1:1/studio"  # nothing listens on port 1
+    with pytest.raises(StoreUnavailable) as raised:
+        Store(url)
+    message = str(raised.value)
+    assert message.startswith("Cannot reach the store's database at postgresql://studio:***@")
+    assert "pg_hba.conf" in message and "CNN_STUDIO_DB" in message
+    assert "s3cret-pw" not in message
+    assert isinstance(raised.value, ValueError)  # pages and the CLI show it as a sentence
+
+
+def test_the_command_line_reports_an_unreachable_store_in_one_sentence(
+        studio_home, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("CNN_STUDIO_DB", "postgresql://studio:pw@127.0.0.1:1/studio")
+    assert cli_main(["runs", "list"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: Cannot reach the store's database")
+    assert "Traceback" not in captured.err and len(captured.err.splitlines()) == 1
+
+
+def test_a_database_url_that_is_not_one_is_refused_with_the_form_to_use(monkeypatch) -> None:
+    monkeypatch.setenv("CNN_STUDIO_DB", "localhost:5432/studio")
+    with pytest.raises(StoreUnavailable, match="postgresql://USER:PASSWORD@HOST:5432/DATABASE"):
+        Store()
+
+
+def test_a_sqlite_file_that_cannot_be_opened_points_at_the_workspace(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'missing-folder' / 'studio.db'}"
+    with pytest.raises(StoreUnavailable, match="CNN_STUDIO_HOME"):
+        Store(url)
