@@ -21,15 +21,20 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from core.data.dataset import write_json_atomic
+from core.durable import replace_durably
 
 STATE_KEY = "cnn_studio_state"  # the checkpoint's JSON state, inside the safetensors header
 
 
 def save_checkpoint(folder: Path, stem: str, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None = None,
-                    state: dict | None = None) -> None:
+                    state: dict | None = None, ema: torch.nn.Module | None = None) -> None:
+    """`ema`: a core.ema.WeightEMA whose averaged weights go in too (`ema.*`), for resuming."""
     weights = unwrap(model).state_dict()
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in weights.items()}
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().contiguous()
+                        for k, v in unwrap(ema).state_dict().items()})
     meta = dict(state or {})
     if optimizer is not None:
         optim_tensors, meta["optimizer"] = flatten_optimizer(optimizer)
@@ -40,8 +45,10 @@ def save_checkpoint(folder: Path, stem: str, model: torch.nn.Module,
 
 
 def load_checkpoint(folder: Path, stem: str, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None) -> dict:
-    """Load weights (and optimizer state) into the given objects; return the JSON state."""
+                    optimizer: torch.optim.Optimizer | None = None,
+                    ema: torch.nn.Module | None = None) -> dict:
+    """Load weights (and optimizer state, EMA weights) into the given objects; return the JSON
+    state. An `ema` the checkpoint has no average for starts from the model's weights."""
     with safe_open(str(folder / f"{stem}.safetensors"), framework="pt",
                    device=str(param_device(model))) as handle:
         embedded = (handle.metadata() or {}).get(STATE_KEY)
@@ -50,6 +57,9 @@ def load_checkpoint(folder: Path, stem: str, model: torch.nn.Module,
     meta = json.loads(embedded) if embedded else read_json_state(folder, stem)
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     unwrap(model).load_state_dict(weights)
+    if ema is not None:
+        averaged = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
+        unwrap(ema).load_state_dict(averaged or weights)
     if optimizer is not None and "optimizer" in meta:
         optimizer.load_state_dict(unflatten_optimizer(tensors, meta["optimizer"]))
     return meta
@@ -116,7 +126,7 @@ def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor],
         save_file({k: v.cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -6,18 +6,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from core import datasets, jobs
-from core.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from core import datasets, distributed, jobs
+from core.config import AUTO_BATCH, OPTIMIZERS, SCHEDULES, TrainConfig
 from core.data.dataset import Dataset, load_dataset
 from core.data.demo import DEMOS
 from core.hooks import ProgressBar
-from core.runs import delete_run, execute_run, new_run, run_summary
+from core.recipes import RECIPES, recipe_config
+from core.runs import delete_run, new_run, run_summary
 from core.store import Store
 
 Result = tuple[object, str, int]
 TRAIN_KEYS = ("run_id", "name", "status", "model", "data", "device", "epochs", "best_val_acc",
               "best_epoch", "test_acc", "train_seconds", "train_images_per_s", "params", "flops",
-              "image_size", "error", "per_class")
+              "image_size", "batch_size", "compile_mode", "error", "per_class")
 
 
 def stderr_progress(label: str):
@@ -67,27 +68,54 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     fields = {key: getattr(args, key) for key in (
         "data", "model", "epochs", "batch_size", "lr", "optimizer", "schedule", "image_size",
         "device", "name", "seed", "weight_decay", "label_smoothing", "patience", "precision",
-        "jitter", "pad_crop", "warmup_epochs", "freeze_epochs", "init_from")
+        "jitter", "pad_crop", "warmup_epochs", "freeze_epochs", "init_from", "gpus")
         if getattr(args, key, None) is not None}
-    fields["flip"] = not args.no_flip
-    fields["compile"] = args.compile
-    fields["tta_flip"] = args.tta_flip
+    if getattr(args, "no_flip", False):  # only a flag given overrides a recipe's choice
+        fields["flip"] = False
+    for key in ("compile", "tta_flip"):  # --x / --no-x, or neither (None)
+        if getattr(args, key, None) is not None:
+            fields[key] = getattr(args, key)
+    if getattr(args, "ema_decay", None) is not None:
+        fields["ema_decay"] = args.ema_decay or None  # 0: off
+    if getattr(args, "recipe", None):
+        if "data" not in fields:
+            raise ValueError("A recipe adapts to the dataset: give --data NAME too.")
+        return recipe_config(args.recipe, **fields)
     return TrainConfig(**fields)
 
 
+def batch_size_arg(text: str) -> int:
+    """`--batch-size`: a number, or "auto" (AUTO_BATCH: the largest that fits the device)."""
+    if text.strip().lower() == "auto":
+        return AUTO_BATCH
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a batch size; give a whole number "
+                                         "such as 64, or auto") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("the batch size must be at least 1 (or auto)")
+    return value
+
+
 def train(args: argparse.Namespace) -> Result:
+    if distributed.launched_by_torchrun() and not distributed.joined():
+        return distributed.train_as_rank(args, train)  # one rank of a torchrun job
     store = Store()
+    if args.execute:  # a run the worker claimed, started here through torchrun
+        return train_result(distributed.execute(args.execute, store, may_launch=False))
     if args.resume:
         return train_resume(args, store)
-    if not args.data or not args.model:
-        raise ValueError("train needs --data NAME and --model MODEL (or --resume RUN).")
+    if not args.data or not (args.model or args.recipe):
+        raise ValueError("train needs --data NAME and --model MODEL or --recipe RECIPE "
+                         "(or --resume RUN).")
     config = config_from_args(args)
     load_dataset(config.data)  # fail fast, before a run row exists
     if args.queue:
         run_id = jobs.submit(config, store)
         return {"run_id": run_id, "status": "queued"}, f"queued run {run_id}", 0
     run_id = new_run(config, store, status="running")
-    return train_result(execute_run(run_id, store, [ProgressBar(config.epochs)]))
+    return train_result(distributed.execute(run_id, store, [ProgressBar(config.epochs)]))
 
 
 def train_resume(args: argparse.Namespace, store: Store) -> Result:
@@ -101,7 +129,7 @@ def train_resume(args: argparse.Namespace, store: Store) -> Result:
     if args.epochs:
         store.update_run(run["run_id"], config=run["config"] | {"epochs": args.epochs})
     epochs = args.epochs or run["config"]["epochs"]
-    return train_result(execute_run(run["run_id"], store, [ProgressBar(epochs)]))
+    return train_result(distributed.execute(run["run_id"], store, [ProgressBar(epochs)]))
 
 
 def train_result(result: dict) -> Result:
@@ -212,8 +240,8 @@ def bench(args: argparse.Namespace) -> Result:
         rows = benchmarks.ingest(args.data, args.image_size or 32)
         title = "Ingest: decoding into the cache"
     else:
-        if not args.model:
-            raise ValueError("bench accuracy needs --model.")
+        if not (args.model or args.recipe):
+            raise ValueError("bench accuracy needs --model (or --recipe).")
         seeds = [int(s) for s in args.seeds.split(",")]
         targets = [float(t) for t in args.targets.split(",")]
         rows = benchmarks.time_to_accuracy(config_from_args(args), targets, seeds)
@@ -233,7 +261,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="dataset name")
     parser.add_argument("--model", help="preset, timm name, or path to a JSON layer spec")
     parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--batch-size", type=batch_size_arg,
+                        help="a number, or auto: the largest that fits the device (found once)")
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--optimizer", choices=OPTIMIZERS)
     parser.add_argument("--schedule", choices=SCHEDULES)
@@ -250,13 +279,25 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pad-crop", type=int, help="random translation in pixels (0: off)")
     parser.add_argument("--jitter", type=float, help="colour jitter strength (0: off)")
     parser.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--tta-flip", action="store_true",
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                        help="the fastest switch: torch.compile the model (CUDA graphs for "
+                             "small images on a GPU), falling back to eager if it fails")
+    parser.add_argument("--tta-flip", action=argparse.BooleanOptionalAction,
                         help="evaluate with flip test-time augmentation")
+    parser.add_argument("--ema-decay", type=float, metavar="D",
+                        help="evaluate an exponential moving average of the weights, e.g. "
+                             "0.999 (0: off)")
+    parser.add_argument("--recipe", choices=sorted(RECIPES),
+                        help="a preset of every setting, adapted to the dataset; other flags "
+                             "override it")
     parser.add_argument("--freeze-epochs", type=int, help="pretrained: epochs with frozen backbone")
     parser.add_argument("--init-from", help="start from this run's weights (new head)")
     parser.add_argument("--resume", metavar="RUN", help="continue an interrupted or stopped run")
     parser.add_argument("--queue", action="store_true", help="queue for the background worker")
+    parser.add_argument("--gpus", type=int, help="train data-parallel on N GPUs through torchrun "
+                                                 "(--batch-size is then the global batch)")
+    parser.add_argument("--execute", metavar="RUN", help="train this recorded run now (the "
+                                                        "worker starts multi-GPU runs so)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -317,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", required=True, type=Path,
                      help="file (or folder) to write; the model card goes beside it")
 
-    sub = command(commands, "worker", worker, "train queued runs in the background")
+    sub = command(commands, "worker", worker, "train queued runs in the background (with "
+                  "CNN_STUDIO_EXECUTOR=ray: dispatch them over a Ray cluster)")
     sub.add_argument("--idle-exit", type=float, default=120.0, help="seconds idle before exiting")
     return parser

@@ -4,12 +4,14 @@ A run is a `queued` row first. `ensure_worker()` starts `python -m core worker`
 in its own session (so it outlives the Streamlit server and any browser tab) if
 none holds the workspace's worker lock. The worker claims queued runs one at a
 time (one per GPU is the sane default on one machine; the CPU gets one too),
-trains, beats, and exits after a while with nothing to do.
+trains, beats, and exits after a while with nothing to do. With CNN_STUDIO_EXECUTOR=ray that
+worker is a Ray driver instead, submitting queued runs to a cluster (core/ray_executor.py).
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import logging
 import os
 import subprocess
@@ -18,6 +20,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from core import distributed
 from core.config import TrainConfig
 from core.runs import execute_run, new_run
 from core.store import Store
@@ -27,6 +30,21 @@ log = logging.getLogger(__name__)
 STALE_SECONDS = 20.0  # a running run with no heartbeat for this long is interrupted
 RESUMABLE = ("interrupted", "stopped", "failed")
 STARTUP_SECONDS = 30.0  # how long a spawned worker may take to take the lock
+EXECUTORS = ("local", "ray")
+
+
+def executor() -> str:
+    """Who trains queued runs (`CNN_STUDIO_EXECUTOR`): `local`, the default, one worker
+    process on this machine; `ray`, that worker dispatching them over a Ray cluster
+    (core.ray_executor)."""
+    name = os.environ.get("CNN_STUDIO_EXECUTOR", "").strip().lower() or "local"
+    if name not in EXECUTORS:
+        raise ValueError(f"CNN_STUDIO_EXECUTOR={name!r} is not an executor: set it to "
+                         f"{' or '.join(EXECUTORS)} (or unset it for local).")
+    if name == "ray" and importlib.util.find_spec("ray") is None:
+        raise ValueError("CNN_STUDIO_EXECUTOR=ray needs Ray: pip install ray (on this machine "
+                         "and every node of the cluster).")
+    return name
 
 
 def lock_path() -> Path:
@@ -98,6 +116,7 @@ def stop(run_ref: str, store: Store | None = None) -> str:
 
 def ensure_worker() -> bool:
     """Start a detached worker unless one is running or starting; True if one was started."""
+    executor()  # a misspelt executor or a missing Ray is said here, not in the worker's log
     if worker_alive() or worker_starting():
         return False
     starting_marker().write_text(str(time.time()))
@@ -132,6 +151,10 @@ def work(*, idle_exit_s: float = 120.0, poll_s: float = 1.0, max_runs: int | Non
         starting_marker().unlink(missing_ok=True)
         store = Store()
         reconcile(store)
+        if executor() == "ray":
+            from core.ray_executor import dispatch  # Ray is imported only when chosen
+
+            return dispatch(store, idle_exit_s=idle_exit_s, poll_s=poll_s, max_runs=max_runs)
         done, idle_since = 0, time.monotonic()
         while max_runs is None or done < max_runs:
             run = store.claim_next_run(os.getpid())
@@ -141,7 +164,10 @@ def work(*, idle_exit_s: float = 120.0, poll_s: float = 1.0, max_runs: int | Non
                 time.sleep(poll_s)
                 continue
             log.info("training run %s (%s)", run["run_id"], run["name"])
-            execute_run(run["run_id"], store)
+            if distributed.wants_torchrun(run["config"]):  # several GPUs: a torchrun job
+                distributed.run_through_torchrun(run["run_id"], store)
+            else:
+                execute_run(run["run_id"], store)
             done += 1
             idle_since = time.monotonic()
         return done

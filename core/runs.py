@@ -167,8 +167,8 @@ def fit_shrinking_batch_on_oom(config: TrainConfig, folder: Path, hooks: list[Ho
             result = fit(config, folder, hooks, resume=resume)
             return result | ({"notes": notes} if notes else {})
         except torch.OutOfMemoryError:
-            if config.batch_size // 2 < MIN_OOM_BATCH:
-                raise
+            if config.batch_size // 2 < MIN_OOM_BATCH or config.gpus > 1:
+                raise  # several ranks cannot change their batch without agreeing
             release_device_memory()
             notes.append(f"out of memory at batch size {config.batch_size}; "
                          f"continued at {config.batch_size // 2}")

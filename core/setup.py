@@ -12,16 +12,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.batch_size import auto_batch_size
 from core.checkpoint import load_weights
-from core.config import TrainConfig
+from core.config import AUTO_BATCH, TrainConfig
 from core.data.cache import default_image_size, load_cache
 from core.data.dataset import Dataset, load_dataset, write_json_atomic
 from core.data.loader import DeviceSplit, channel_stats
+from core.distributed import SINGLE_PROCESS, SingleProcess, is_main
+from core.ema import WeightEMA
 from core.workspace import runs_dir
 from models import PRETRAINED_NAME, create_model, model_profile
 from models.pretrained import freeze_backbone, pretrained_data_config
 
 log = logging.getLogger(__name__)
+CUDA_GRAPH_MAX_PX = 64  # at or below this size, kernel launches dominate a step: CUDA graphs pay
 
 
 @dataclass
@@ -41,6 +45,14 @@ class Setup:
     steps_per_epoch: int
     params: int
     flops: int | None
+    batch_size: int  # the batch the run trains with (auto resolved)
+    ema: WeightEMA | None = None  # the weights' moving average, when the config asks for one
+    ranks: SingleProcess = SINGLE_PROCESS  # the loop's collectives (core.distributed.attach)
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What validation, testing and the best checkpoint use: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
     @property
     def classes(self) -> list[str]:
@@ -65,26 +77,61 @@ class Setup:
     def describe(self) -> dict:
         return {"device": str(self.device), "model": self.model.__class__.__name__,
                 "params": self.params, "image_size": self.image_size,
+                "batch_size": self.batch_size, "compile_mode": compile_mode(self.forward),
                 "train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
 
 class CompiledForward:
-    """torch.compile's forward, falling back to eager for good if compiling fails: asking for
-    speed must never cost the run."""
+    """torch.compile's forward in the first of `modes` that works, falling back to the next
+    mode, and to eager for good when none does: asking for speed must never cost the run."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, modes: tuple[str, ...] = ("default",)) -> None:
         self.model = model
-        self.compiled = torch.compile(model)
-        self.error: str | None = None
+        self.modes = list(modes)
+        self.errors: list[str] = []
+        self.compiled = self.compile_next()
+
+    @property
+    def mode(self) -> str:
+        """The compile mode in use: "reduce-overhead" (CUDA graphs), "default" or "eager"."""
+        return self.modes[0] if self.modes else "eager"
+
+    @property
+    def error(self) -> str | None:
+        return self.errors[-1] if self.errors else None
+
+    def compile_next(self) -> Callable | None:
+        if not self.modes:
+            return None
+        if self.modes[0] == "default":
+            return torch.compile(self.model)
+        return torch.compile(self.model, mode=self.modes[0])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.error is None:
+        while self.compiled is not None:
             try:
+                if self.mode == "reduce-overhead":
+                    torch.compiler.cudagraph_mark_step_begin()  # a new training step begins
                 return self.compiled(x)
-            except Exception as error:  # any compiler failure: carry on uncompiled
-                self.error = f"{error.__class__.__name__}: {error}"
-                log.warning("torch.compile failed, training uncompiled: %s", self.error)
+            except Exception as error:  # any compiler failure: carry on in the next mode
+                self.errors.append(f"{self.mode}: {error.__class__.__name__}: {error}")
+                log.warning("torch.compile (%s) failed, trying %s: %s", self.mode,
+                            self.modes[1] if len(self.modes) > 1 else "eager", self.errors[-1])
+                self.modes.pop(0)
+                self.compiled = self.compile_next()
         return self.model(x)
+
+
+def compile_modes(device: torch.device, image_size: int) -> tuple[str, ...]:
+    """The "fastest" switch's compile modes, best first: CUDA graphs (reduce-overhead) for small
+    images on CUDA, where launching kernels costs more than running them."""
+    if device.type == "cuda" and image_size <= CUDA_GRAPH_MAX_PX:
+        return ("reduce-overhead", "default")
+    return ("default",)
+
+
+def compile_mode(forward: Callable) -> str:
+    return forward.mode if isinstance(forward, CompiledForward) else "eager"
 
 
 def pick_device(name: str) -> torch.device:
@@ -108,15 +155,22 @@ def describe_device() -> str:
     return "Apple GPU (MPS)" if device.type == "mps" else "CPU"
 
 
-def autocast_for(device: torch.device, precision: str) -> Callable:
+def resolved_precision(device: torch.device, precision: str) -> str:
+    """"bf16" or "fp32": what `precision` (auto | fp32 | bf16) means on `device`."""
     bf16 = precision == "bf16" or (
         precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
-    if not bf16:
+    return "bf16" if bf16 else "fp32"
+
+
+def autocast_for(device: torch.device, precision: str) -> Callable:
+    if resolved_precision(device, precision) == "fp32":
         return contextlib.nullcontext
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def prepare(config: TrainConfig, run_dir: Path) -> Setup:
+    """Build everything the run needs. An auto batch size is resolved here and written into
+    `config.batch_size` (and the model card, so a resume trains at the same batch)."""
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
     dataset = load_dataset(config.data)
@@ -128,19 +182,36 @@ def prepare(config: TrainConfig, run_dir: Path) -> Setup:
     mean, std = normalisation(config, dataset, images, splits["train"])
     model = build_model(config, dataset, size).to(device, memory_format=torch.channels_last)
     profile = model_profile(model, in_chans=dataset.channels, image_size=size)
-    write_model_card(run_dir, config, dataset, size, mean, std)
     train = DeviceSplit(images[splits["train"]], labels[splits["train"]], device)
+    val = DeviceSplit(images[splits["val"]], labels[splits["val"]], device)
+    test = DeviceSplit(images[splits["test"]], labels[splits["test"]], device)
+    autocast = autocast_for(device, config.precision)
+    if config.batch_size == AUTO_BATCH:
+        config.batch_size = saved_batch_size(run_dir) or auto_batch_size(
+            config, model, device, in_chans=dataset.channels, image_size=size,
+            num_classes=len(dataset.classes), autocast=autocast, train_size=len(train),
+            precision=resolved_precision(device, config.precision))
+    if is_main():  # under torchrun, rank 0 alone writes the run folder
+        write_model_card(run_dir, config, dataset, size, mean, std)
+    forward = model
+    if config.compile:
+        forward = CompiledForward(model, compile_modes(device, size))
     return Setup(
-        device=device, dataset=dataset, image_size=size, train=train,
-        val=DeviceSplit(images[splits["val"]], labels[splits["val"]], device),
-        test=DeviceSplit(images[splits["test"]], labels[splits["test"]], device),
+        device=device, dataset=dataset, image_size=size, train=train, val=val, test=test,
         mean=torch.tensor(mean, device=device), std=torch.tensor(std, device=device),
-        model=model, optimizer=make_optimizer(config, model),
-        autocast=autocast_for(device, config.precision),
-        forward=CompiledForward(model) if config.compile else model,
-        steps_per_epoch=max(1, len(train) // config.batch_size),
-        params=profile["params"], flops=profile.get("flops"),
+        model=model, optimizer=make_optimizer(config, model), autocast=autocast,
+        forward=forward, steps_per_epoch=max(1, len(train) // config.batch_size),
+        params=profile["params"], flops=profile.get("flops"), batch_size=config.batch_size,
+        ema=WeightEMA(model, config.ema_decay) if config.ema_decay else None,
     )
+
+
+def saved_batch_size(run_dir: Path) -> int | None:
+    """The batch an earlier start of this run resolved "auto" to (a resume keeps it)."""
+    try:
+        return int(read_model_card(run_dir)["batch_size"]) or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def normalisation(config: TrainConfig, dataset: Dataset, images: np.ndarray,
@@ -215,6 +286,7 @@ def write_model_card(run_dir: Path, config: TrainConfig, dataset: Dataset, size:
         "image_size": size, "mean": mean, "std": std, "data": dataset.name,
         "content_hash": dataset.content_hash, "spec": config.extra.get("spec"),
         "splits": dataset.split_counts(), "split_seed": dataset.seed,
+        "batch_size": config.batch_size,
     })
 
 

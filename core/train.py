@@ -27,10 +27,11 @@ from core.checkpoint import (
 )
 from core.config import TrainConfig
 from core.data.loader import Augment, to_model_input
+from core.distributed import attach, is_main
 from core.evaluate import evaluate, per_class_metrics
 from core.hooks import HookList, Hooks
 from core.schedule import lr_factor
-from core.setup import Setup, prepare
+from core.setup import Setup, compile_mode, prepare
 
 FLUSH_SECONDS = 1.0  # how often step metrics are read from the device and sent to the hooks
 
@@ -64,11 +65,13 @@ def fit(config: TrainConfig, run_dir: Path, hooks: Hooks | Iterable[Hooks] = (),
     """Train `config` writing checkpoints into run_dir; return the result summary."""
     hooks = hooks if isinstance(hooks, Hooks) else HookList(list(hooks))
     config.validate()
-    remove_partial_writes(run_dir)  # temp files of a write that a kill cut short
+    if is_main():  # under torchrun, rank 0 alone writes the run folder
+        remove_partial_writes(run_dir)  # temp files of a write that a kill cut short
     setup = prepare(config, run_dir)
+    attach(setup, config)  # one rank of several (torchrun): DDP, this rank's share of batches
     progress = Progress()
     if resume and has_checkpoint(run_dir, "last"):
-        saved = load_checkpoint(run_dir, "last", setup.model, setup.optimizer)
+        saved = load_checkpoint(run_dir, "last", setup.model, setup.optimizer, ema=setup.ema)
         progress = Progress(**saved["progress"])
     hooks.on_start(setup.describe() | {"resumed_from_epoch": progress.epoch})
     status, reason = "completed", None
@@ -90,8 +93,9 @@ def run_epochs(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hoo
     while progress.epoch < config.epochs:
         epoch = progress.epoch
         train_metrics = train_one_epoch(config, setup, progress, hooks)
-        val = evaluate(setup.model, setup.val, setup.mean, setup.std, tta_flip=config.tta_flip,
-                       num_classes=setup.num_classes, autocast=setup.autocast)
+        val = setup.ranks.from_main(lambda: evaluate(  # several ranks: rank 0's, broadcast
+            setup.eval_model, setup.val, setup.mean, setup.std, tta_flip=config.tta_flip,
+            num_classes=setup.num_classes, autocast=setup.autocast))
         if not math.isfinite(val["loss"]):  # weights went bad on a step whose loss looked fine
             raise NonFiniteLoss(
                 f"The validation loss became {val['loss']} after epoch {epoch + 1}. Lower the "
@@ -101,7 +105,8 @@ def run_epochs(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hoo
         improved_acc = val["acc"] > progress.best_val_acc
         if improved_acc:
             progress.best_val_acc, progress.best_epoch = val["acc"], epoch + 1
-            save_checkpoint(run_dir, "best", setup.model,
+        if improved_acc and setup.ranks.is_main:
+            save_checkpoint(run_dir, "best", setup.eval_model,
                             state={"epoch": epoch + 1, **val_json(val)})
         stop_early = (update_early_stopping(config, progress, val["loss"])
                       or out_of_budget(config, progress))
@@ -109,10 +114,11 @@ def run_epochs(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hoo
         if setup.num_classes >= 10:
             metrics["val_top5"] = val["top5"]
         progress.last_epoch = {"step": progress.step, "epoch": progress.epoch, "metrics": metrics}
-        save_checkpoint(run_dir, "last", setup.model, setup.optimizer,
-                        state={"progress": progress.__dict__})
+        if setup.ranks.is_main:
+            save_checkpoint(run_dir, "last", setup.model, setup.optimizer, ema=setup.ema,
+                            state={"progress": progress.__dict__})
         hooks.on_epoch(progress.step, progress.epoch, metrics)
-        if stop_early or hooks.should_stop():
+        if stop_early or setup.ranks.agree(hooks.should_stop()):
             if not stop_early:
                 raise StopRequested
             break
@@ -167,7 +173,9 @@ def train_one_epoch(config: TrainConfig, setup: Setup, progress: Progress, hooks
         seen += len(labels)
         window_images += len(labels)
         progress.step += 1
-        if time.perf_counter() - window_start >= FLUSH_SECONDS:
+        if setup.ema is not None:
+            setup.ema.update(setup.model, progress.step)
+        if setup.ranks.flush_due(progress.step, window_start, FLUSH_SECONDS):
             flush_window(setup, progress, hooks, window_loss, window_images, window_start, lr, seen)
             window_loss.zero_()
             window_images, window_start = 0, time.perf_counter()
@@ -176,6 +184,8 @@ def train_one_epoch(config: TrainConfig, setup: Setup, progress: Progress, hooks
     if setup.device.type == "cuda":
         torch.cuda.synchronize(setup.device)
     seconds = time.perf_counter() - start
+    epoch_loss, epoch_correct, seen, seconds = setup.ranks.epoch_totals(
+        epoch_loss, epoch_correct, seen, seconds)
     progress.epoch_seconds.append(seconds)
     progress.epoch_images.append(seen)
     return {"train_loss": epoch_loss.item() / max(1, seen),
@@ -185,18 +195,20 @@ def train_one_epoch(config: TrainConfig, setup: Setup, progress: Progress, hooks
 
 def flush_window(setup: Setup, progress: Progress, hooks: Hooks, window_loss: torch.Tensor,
                  window_images: int, window_start: float, lr: float, seen: int) -> None:
-    loss = window_loss.item() / window_images  # the one host sync of the window
+    loss_sum, window_images = setup.ranks.window_totals(
+        window_loss, window_images, time.perf_counter() - window_start)
+    loss = loss_sum / window_images  # the one host sync of the window
     if not math.isfinite(loss):
         raise NonFiniteLoss(
             f"The training loss became {loss} at step {progress.step}. Lower the learning rate "
             "(try a tenth of it) or turn on a warmup; the best checkpoint so far is kept.")
-    epoch_float = progress.epoch + seen / max(1, len(setup.train))
+    epoch_float = progress.epoch + seen * setup.ranks.world_size / max(1, len(setup.train))
     metrics = {"loss": loss, "lr": lr,
                "images_per_s": window_images / (time.perf_counter() - window_start)}
     if setup.device.type == "cuda":
         metrics["gpu_mem_gb"] = torch.cuda.max_memory_allocated(setup.device) / 2**30
     hooks.on_step(progress.step, epoch_float, metrics)
-    if hooks.should_stop():
+    if setup.ranks.agree(hooks.should_stop()):
         raise StopRequested
 
 
@@ -210,12 +222,14 @@ def finish(config: TrainConfig, setup: Setup, progress: Progress, run_dir: Path,
         "best_epoch": progress.best_epoch, "test_acc": None,
         "train_seconds": train_seconds, "train_images_per_s": steady_throughput(progress),
         "params": setup.params, "flops": setup.flops, "image_size": setup.image_size,
+        "batch_size": setup.batch_size, "compile_mode": compile_mode(setup.forward),
         "environment": environment(setup.device),
     }
     if setup.device.type == "cuda":
         result["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(setup.device) / 2**30
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if has_checkpoint(run_dir, "best") and len(setup.test):
+    result |= setup.ranks.summary()
+    if has_checkpoint(run_dir, "best") and len(setup.test) and setup.ranks.is_main:
         load_checkpoint(run_dir, "best", setup.model)
         test = evaluate(setup.model, setup.test, setup.mean, setup.std, tta_flip=config.tta_flip,
                         num_classes=setup.num_classes, autocast=setup.autocast)

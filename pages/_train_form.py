@@ -7,9 +7,11 @@ import dataclasses
 
 import streamlit as st
 
-from core.config import DEFAULT_LR, OPTIMIZERS, SCHEDULES, TrainConfig
+from core.config import AUTO_BATCH, DEFAULT_LR, OPTIMIZERS, SCHEDULES, TrainConfig
 from core.data.cache import default_image_size
-from core.data.dataset import Dataset
+from core.data.dataset import Dataset, load_dataset
+from core.distributed import visible_gpus
+from core.recipes import RECIPES, recipe_settings
 from core.runs import run_folder
 from core.setup import read_model_card
 from models import (
@@ -29,12 +31,15 @@ FROM_SCRATCH = ""  # the init_from choice "no earlier run"
 LITE0_FAMILY = {PRETRAINED_NAME, "tf_efficientnet_lite0"}  # the same network, same layer names
 IMAGE_SIZES = [0, 16, 24, 28, 32, 48, 64, 96, 128, 160, 192, 224, 256]  # 0: the dataset's own
 DEFAULTS = TrainConfig(data="")
+DEFAULT_EMA_DECAY = 0.999
+SPECIAL = ("data", "model", "extra", "name", "ema_decay")  # fields with widgets of their own
 KEEP = "session"  # widget values survive a visit to another page
 RANGES = {  # the form's number widgets: (lowest, highest); a cloned value is clamped to them
     "epochs": (1, 100_000), "batch_size": (1, 65_536), "weight_decay": (0.0, 1.0),
     "momentum": (0.0, 0.999), "label_smoothing": (0.0, 0.5), "warmup_epochs": (0.0, 100.0),
     "step_size": (1, 1000), "gamma": (0.01, 1.0), "pad_crop": (0, 8), "jitter": (0.0, 0.5),
     "patience": (0, 100), "seed": (0, 2**31 - 1), "freeze_epochs": (0, 100),
+    "ema_value": (0.5, 0.99999),
 }
 
 
@@ -46,8 +51,16 @@ def state_default(key: str, value: object) -> None:
 def apply_clone(config: dict) -> None:
     """Fill the form from a run's config (the Runs page's Clone button)."""
     for field in dataclasses.fields(TrainConfig):
-        if field.name in config and field.name not in ("data", "model", "extra", "name"):
+        if field.name in config and field.name not in SPECIAL:
             st.session_state[f"train_{field.name}"] = within_range(field.name, config[field.name])
+    auto_batch = config.get("batch_size") == AUTO_BATCH
+    st.session_state["train_auto_batch"] = auto_batch
+    if auto_batch:
+        st.session_state["train_batch_size"] = DEFAULTS.batch_size
+    ema_decay = config.get("ema_decay")
+    st.session_state["train_ema"] = ema_decay is not None
+    st.session_state["train_ema_value"] = within_range("ema_value", ema_decay or DEFAULT_EMA_DECAY)
+    st.session_state["train_recipe"] = config.get("recipe")
     st.session_state["train_lr"] = config.get("lr") or DEFAULT_LR[config.get("optimizer", "adamw")]
     st.session_state["train_image_size"] = config.get("image_size") or 0
     st.session_state["train_name"] = ""
@@ -62,6 +75,32 @@ def apply_clone(config: dict) -> None:
         st.session_state.update(train_kind="Preset", train_preset=model)
     elif model in list_timm_models():
         st.session_state.update(train_kind="timm architecture", train_timm=model)
+
+
+def use_recipe(name: str, data: str) -> None:
+    """The recipe buttons' callback: fill the whole form from recipe `name` for dataset `data`."""
+    try:
+        settings = recipe_settings(name, load_dataset(data))
+    except ValueError as error:
+        st.session_state["recipe_note"] = ("error", plain(error))
+        return
+    apply_clone(settings | {"data": data})
+    st.session_state["recipe_note"] = (
+        "success", f"The form holds the {RECIPES[name].title} recipe for {data}; change what "
+                   "you like and start.")
+
+
+def recipe_picker(data: str) -> None:
+    """One click fills the form with a recipe adapted to the dataset (core.recipes)."""
+    cols = st.columns([2, *[1] * len(RECIPES)], vertical_alignment="center")
+    cols[0].markdown("**Recipes** — one click fills the form below for this dataset")
+    for col, recipe in zip(cols[1:], RECIPES.values(), strict=True):
+        col.button(recipe.title, key=f"recipe_{recipe.name}", help=recipe.description,
+                   icon=":material/bolt:", on_click=use_recipe, args=(recipe.name, data),
+                   width="stretch")
+    note = st.session_state.pop("recipe_note", None)
+    if note:
+        (st.success if note[0] == "success" else st.error)(note[1])
 
 
 def within_range(name: str, value: object) -> object:
@@ -192,12 +231,18 @@ def on_optimizer_change() -> None:
 def main_settings(dataset: Dataset) -> None:
     for key in ("epochs", "batch_size", "optimizer", "schedule"):
         state_default(f"train_{key}", getattr(DEFAULTS, key))
+    state_default("train_auto_batch", False)
     state_default("train_lr", DEFAULT_LR[st.session_state["train_optimizer"]])
     state_default("train_image_size", 0)
     own = default_image_size(dataset)
     cols = st.columns(3)
     number(cols[0], "Epochs", "epochs")
-    number(cols[1], "Batch size", "batch_size")
+    auto = st.session_state["train_auto_batch"]
+    number(cols[1], "Batch size", "batch_size", disabled=auto)
+    cols[1].checkbox("Auto: the largest that fits the GPU", key="train_auto_batch",
+                     persist_state=KEEP,
+                     help="Found once per model, image size and GPU by trying training steps, "
+                          "then remembered. On a CPU: 128 (or the training set, if smaller).")
     sizes = sorted({*IMAGE_SIZES, st.session_state["train_image_size"]})  # a clone's own size too
     cols[2].selectbox("Image size", sizes, key="train_image_size", persist_state=KEEP,
                       format_func=lambda s: f"dataset's own ({own} px)" if s == 0 else f"{s} px")
@@ -213,9 +258,11 @@ def main_settings(dataset: Dataset) -> None:
 def more_settings() -> None:
     names = ("weight_decay", "momentum", "warmup_epochs", "step_size", "gamma",
              "label_smoothing", "flip", "pad_crop", "jitter", "patience", "seed", "device",
-             "precision", "compile")
+             "precision", "compile", "tta_flip")
     for key in names:
         state_default(f"train_{key}", getattr(DEFAULTS, key))
+    state_default("train_ema", False)
+    state_default("train_ema_value", DEFAULT_EMA_DECAY)
     state_default("train_name", "")
     with st.expander("More settings: regularisation, augmentation, device"):
         cols = st.columns(3)
@@ -237,22 +284,51 @@ def more_settings() -> None:
         cols = st.columns(3)
         number(cols[0], "Early stopping patience (0 = off)", "patience")
         number(cols[1], "Seed", "seed")
+        cols[2].checkbox("Flip test-time augmentation", key="train_tta_flip", persist_state=KEEP,
+                         help="Evaluate each image and its mirror image, averaging the two.")
+        cols = st.columns(3)
+        cols[0].checkbox("EMA of the weights", key="train_ema", persist_state=KEEP,
+                         help="Validate, test and keep as best an exponential moving average "
+                              "of the weights: often steadier and a little more accurate.")
+        number(cols[1], "EMA decay", "ema_value", format="%g", step=0.001,
+               disabled=not st.session_state["train_ema"],
+               help="Closer to 1 averages over more steps (0.999: about the last 1,000).")
         cols = st.columns(3)
         cols[0].selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="train_device",
                           persist_state=KEEP)
         cols[1].selectbox("Precision", ["auto", "fp32", "bf16"], key="train_precision",
                           persist_state=KEEP)
-        cols[2].checkbox("torch.compile", key="train_compile", persist_state=KEEP)
+        cols[2].checkbox("Fastest (torch.compile)", key="train_compile", persist_state=KEEP,
+                         help="Compile the network; on a GPU with small images also capture "
+                              "CUDA graphs. Falls back to plain training if compiling fails.")
+        gpus_setting()
         st.text_input("Run name (optional)", key="train_name", max_chars=100, persist_state=KEEP)
+
+
+def gpus_setting() -> None:
+    """"GPUs: N", offered only where several are visible: the worker then trains the run
+    data-parallel through torchrun."""
+    visible = visible_gpus()
+    if visible < 2:
+        st.session_state["train_gpus"] = 1  # e.g. a clone of a run from a bigger machine
+        return
+    state_default("train_gpus", 1)
+    st.session_state["train_gpus"] = min(max(int(st.session_state["train_gpus"]), 1), visible)
+    st.number_input("GPUs", 1, visible, key="train_gpus", persist_state=KEEP,
+                    help="Train this one run on several GPUs at once (torchrun, data-parallel). "
+                         "The batch size is the global batch, split evenly across them, so it "
+                         "must be a multiple of this; the learning rate is not scaled.")
 
 
 def form_config(data: str, model: str, spec: dict | None) -> TrainConfig:
     """The TrainConfig the form describes right now."""
     state = st.session_state
     values = {field.name: state[f"train_{field.name}"] for field in dataclasses.fields(TrainConfig)
-              if f"train_{field.name}" in state
-              and field.name not in ("data", "model", "name", "image_size", "extra")}
+              if f"train_{field.name}" in state and field.name not in (*SPECIAL, "image_size")}
     values["init_from"] = values.get("init_from") or None  # FROM_SCRATCH → None
+    if state.get("train_auto_batch"):
+        values["batch_size"] = AUTO_BATCH
+    values["ema_decay"] = state["train_ema_value"] if state.get("train_ema") else None
     return TrainConfig(
         **values, data=data, model=model, image_size=state.get("train_image_size") or None,
         name=(state.get("train_name") or "").strip() or None,

@@ -5,6 +5,7 @@ import importlib.util
 import streamlit as st
 
 from core import jobs
+from core.batch_size import NO_PROBE_BATCH
 from core.config import TrainConfig
 from core.data.cache import default_image_size
 from core.data.dataset import list_datasets
@@ -18,6 +19,7 @@ from pages._train_form import (
     main_settings,
     model_picker,
     more_settings,
+    recipe_picker,
     state_default,
     transfer_settings,
 )
@@ -27,7 +29,9 @@ HAS_LR_FIND = importlib.util.find_spec("core.lr_find") is not None
 
 
 def steps_per_epoch(config: TrainConfig, train_images: int) -> int:
-    return max(1, train_images // config.batch_size)
+    """For the preview; an auto batch is found when the run starts, so any guess draws the same
+    curve in epochs."""
+    return max(1, train_images // (config.batch_size or NO_PROBE_BATCH))
 
 
 def schedule_preview(config: TrainConfig, train_images: int) -> None:
@@ -76,6 +80,7 @@ def train_page(names: list[str]) -> None:
     splits = dataset.split_counts()
     st.caption(f"{len(dataset.classes)} classes · {train_images:,} training images · "
                f"{splits['val']:,} validation · {splits['test']:,} test")
+    recipe_picker(data)
     st.subheader("Model")
     image_size = st.session_state.get("train_image_size") or default_image_size(dataset)
     model, spec = model_picker(dataset, image_size)

@@ -197,8 +197,8 @@ class Crash(BaseException):
 def crash_after_saving(monkeypatch, stem: str, epoch: int) -> None:
     real = core.train.save_checkpoint
 
-    def save(folder, name, model, optimizer=None, state=None):
-        real(folder, name, model, optimizer, state)
+    def save(folder, name, model, optimizer=None, state=None, **options):
+        real(folder, name, model, optimizer, state, **options)
         progress = (state or {}).get("progress", state or {})
         if name == stem and progress.get("epoch") == epoch:
             raise Crash

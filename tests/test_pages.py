@@ -79,6 +79,16 @@ def test_every_page_renders_on_an_empty_workspace(studio_home, page: str) -> Non
         assert at.info, "an empty page says what to do first"
 
 
+def test_an_unreachable_database_gets_a_message_saying_what_to_check(
+        studio_home, monkeypatch) -> None:
+    monkeypatch.setenv("CNN_STUDIO_DB", "postgresql://studio:s3cret-pw@127.0.0.1:1/studio")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    message = texts(at.error)
+    assert "Cannot reach the store's database" in message and "CNN\\_STUDIO\\_DB" in message
+    assert "s3cret-pw" not in message
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_with_a_dataset_and_a_trained_run(trained_run, page: str) -> None:
     at = open_page(page)
@@ -300,6 +310,28 @@ def test_clone_fills_the_train_form(trained_run) -> None:
     assert at.selectbox(key="train_optimizer").value == "sgd"
     assert at.number_input(key="train_lr").value == pytest.approx(0.02)
     assert at.slider(key="train_pad_crop").value == 8
+
+
+def test_a_recipe_fills_the_train_form_in_one_click(shapes_dataset, monkeypatch) -> None:
+    monkeypatch.setattr(jobs, "ensure_worker", lambda: False)
+    at = open_page("pages/train.py")
+    at.button(key="recipe_speed-run").click().run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="train_preset").value == "resnet9"
+    assert at.selectbox(key="train_optimizer").value == "sgd"
+    assert at.number_input(key="train_batch_size").value == 16  # 240 images: a small batch
+    assert at.number_input(key="train_label_smoothing").value == pytest.approx(0.2)
+    assert "Speed run" in texts(at.success)
+    at.number_input(key="train_epochs").set_value(3)  # still editable
+    at.checkbox(key="train_auto_batch").check()
+    at.checkbox(key="train_ema").check()
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    [run] = Store().list_runs()
+    config = run["config"]
+    assert (config["model"], config["epochs"], config["recipe"]) == ("resnet9", 3, "speed-run")
+    assert config["tta_flip"] and config["optimizer"] == "sgd"
+    assert config["batch_size"] == 0 and config["ema_decay"] == pytest.approx(0.999)
 
 
 def test_resume_queues_a_stopped_run_again(trained_run, monkeypatch) -> None:

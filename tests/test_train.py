@@ -13,13 +13,15 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+import core.setup
 import core.train
 from core.checkpoint import load_checkpoint
 from core.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from core.datasets import add_demo
+from core.ema import WeightEMA
 from core.hooks import Hooks
 from core.schedule import lr_curve, lr_factor, one_cycle
-from core.setup import make_optimizer, read_model_card
+from core.setup import CompiledForward, compile_modes, make_optimizer, read_model_card
 from core.train import Progress, fit, steady_throughput
 from models import create_model
 
@@ -390,3 +392,130 @@ def test_lr_curve_is_at_most_about_500_points_in_epochs_at_the_peak_scale() -> N
     assert curve[0] == pytest.approx((0.0, 0.2 * 0.04))
     assert max(lr for _, lr in curve) == pytest.approx(0.2, rel=1e-2)
     assert curve[-1][0] < 100
+
+
+# EMA of the weights -------------------------------------------------------------------------
+
+
+def test_weight_ema_averages_weights_and_batchnorm_statistics() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = WeightEMA(model, decay=0.5)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+        model[1].running_mean.fill_(4.0)
+        model[1].num_batches_tracked.fill_(7)
+    ema.update(model, step=1000)  # past the warm-up: the decay is 0.5
+    averaged = ema.module.state_dict()
+    assert torch.allclose(averaged["0.weight"], start["0.weight"] + 0.5)
+    assert torch.allclose(averaged["1.running_mean"], torch.full((2,), 2.0))
+    assert averaged["1.num_batches_tracked"] == 7
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(10**6) == 0.5
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_weights_are_what_is_evaluated_and_kept_as_best(shapes_dataset, tmp_path,
+                                                            monkeypatch):
+    evaluated = []
+    real_evaluate = core.train.evaluate
+
+    def evaluate(model, *args, **kwargs) -> dict:
+        evaluated.append({k: v.clone() for k, v in model.state_dict().items()})
+        return real_evaluate(model, *args, **kwargs)
+
+    monkeypatch.setattr(core.train, "evaluate", evaluate)
+    run_dir = tmp_path / "run"
+    result = fit(shapes_config(epochs=1, ema_decay=0.9), run_dir)
+    assert result["status"] == "completed" and result["best_epoch"] == 1
+    last, best = tensors(run_dir / "last.safetensors"), tensors(run_dir / "best.safetensors")
+    assert {k for k in last if k.startswith("ema.")} == {f"ema.{k[6:]}" for k in best}
+    weight = next(k[6:] for k in best if k.endswith("weight"))
+    assert torch.equal(best[f"model.{weight}"], last[f"ema.{weight}"])  # best holds the EMA
+    assert not torch.equal(best[f"model.{weight}"], last[f"model.{weight}"])  # not the live net
+    assert torch.equal(evaluated[0][weight], best[f"model.{weight}"])  # validation used it too
+
+    plain = fit(shapes_config(epochs=1), tmp_path / "plain")
+    assert plain["status"] == "completed"
+    assert not any(k.startswith("ema.") for k in tensors(tmp_path / "plain" / "last.safetensors"))
+
+
+def test_resume_with_ema_matches_an_uninterrupted_run(shapes_dataset, tmp_path):
+    config = shapes_config(epochs=2, ema_decay=0.8)
+    straight = fit(config, tmp_path / "straight")
+    first = fit(shapes_config(epochs=2, ema_decay=0.8), tmp_path / "resumed",
+                [Recorder(stop_after=1)])
+    assert first["status"] == "stopped"
+    second = fit(shapes_config(epochs=2, ema_decay=0.8), tmp_path / "resumed", resume=True)
+    assert second["status"] == "completed" and second["epochs"] == 2
+    for stem in ("last", "best"):
+        expected = tensors(tmp_path / "straight" / f"{stem}.safetensors")
+        actual = tensors(tmp_path / "resumed" / f"{stem}.safetensors")
+        assert expected.keys() == actual.keys()
+        for key, value in expected.items():
+            assert torch.allclose(actual[key].float(), value.float(), atol=1e-6, rtol=0), key
+    assert any(key.startswith("ema.") for key in tensors(tmp_path / "resumed" / "last.safetensors"))
+    assert second["best_val_acc"] == straight["best_val_acc"]
+    assert second["test_acc"] == straight["test_acc"]
+
+
+def test_ema_decay_must_be_between_zero_and_one(tmp_path) -> None:
+    with pytest.raises(ValueError, match="EMA decay"):
+        fit(shapes_config(ema_decay=1.5), tmp_path / "run")
+
+
+def test_configs_saved_before_the_new_settings_still_load() -> None:
+    old = shapes_config().to_dict()
+    for key in ("ema_decay", "recipe"):
+        old.pop(key)
+    assert TrainConfig.from_dict(old) == shapes_config()
+
+
+# Compile: the "fastest" switch --------------------------------------------------------------
+
+
+def test_cuda_graphs_are_tried_first_only_for_small_images_on_cuda() -> None:
+    assert compile_modes(torch.device("cuda"), 28) == ("reduce-overhead", "default")
+    assert compile_modes(torch.device("cuda"), 224) == ("default",)
+    assert compile_modes(torch.device("cpu"), 28) == ("default",)
+
+
+class FakeCompile:
+    """Stands in for torch.compile: modes in `broken` give a forward that raises."""
+
+    def __init__(self, broken: set[str]) -> None:
+        self.broken, self.modes = broken, []
+
+    def __call__(self, model, mode: str | None = None):
+        mode = mode or "default"
+        self.modes.append(mode)
+        if mode not in self.broken:
+            return model
+
+        def fail(x):
+            raise RuntimeError(f"{mode} cannot compile this")
+        return fail
+
+
+@pytest.mark.parametrize(("broken", "used"), [
+    (set(), "reduce-overhead"),
+    ({"reduce-overhead"}, "default"),
+    ({"reduce-overhead", "default"}, "eager"),
+])
+def test_compiled_forward_falls_back_mode_by_mode(monkeypatch, broken, used) -> None:
+    fake = FakeCompile(broken)
+    monkeypatch.setattr(core.setup.torch, "compile", fake)
+    model = torch.nn.Linear(3, 2)
+    forward = CompiledForward(model, ("reduce-overhead", "default"))
+    x = torch.randn(4, 3)
+    assert torch.equal(forward(x), model(x)) and torch.equal(forward(x), model(x))
+    assert forward.mode == used
+    assert len(forward.errors) == len(broken)
+    assert all("cannot compile" in error for error in forward.errors)
+    assert fake.modes == ["reduce-overhead", "default"][:len(broken) + 1]  # compiled once each
+
+
+def test_a_run_whose_compilation_fails_trains_uncompiled(shapes_dataset, tmp_path,
+                                                         monkeypatch) -> None:
+    monkeypatch.setattr(core.setup.torch, "compile", FakeCompile({"default"}))
+    result = fit(shapes_config(epochs=1, compile=True), tmp_path / "run")
+    assert result["status"] == "completed" and result["compile_mode"] == "eager"

@@ -45,8 +45,12 @@ class DeviceSplit:
         return len(self.labels)
 
     def batches(self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
-                drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (uint8 N×H×W×C on the device, labels) batches."""
+                drop_last: bool = False, shard: tuple[int, int] = (0, 1),
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (uint8 N×H×W×C on the device, labels) batches. `shard=(rank, ranks)`: only
+        that rank's contiguous share of each batch (data-parallel training: every rank draws
+        the same order from an identically seeded generator, so the shares are disjoint)."""
+        rank, ranks = shard
         n = len(self)
         if shuffle:
             order = torch.randperm(n, device=self.images.device, generator=generator)
@@ -55,6 +59,8 @@ class DeviceSplit:
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         for start in range(0, stop, batch_size):
             index = order[start:start + batch_size]
+            if ranks > 1:
+                index = index.tensor_split(ranks)[rank]
             images = self.images[index].to(self.device, non_blocking=True)
             yield images, self.labels[index.to(self.device)]
 
