@@ -50,6 +50,15 @@ def test_speed_run_on_a_fashion_mnist_sized_set_is_the_speed_run_recipe(fake_siz
     TrainConfig(data="fake", **settings).validate()
 
 
+def test_the_cpu_recipe_is_tiny_cnn_and_adapts_its_epochs(fake_sizes) -> None:
+    settings = recipe_settings("cpu-quick", FakeDataset(size=28, train=54_000))
+    assert (settings["model"], settings["batch_size"], settings["epochs"]) == ("tiny-cnn", 64, 12)
+    assert settings["optimizer"] == "adamw" and settings["tta_flip"] and not settings["compile"]
+    TrainConfig(data="fake", **settings).validate()
+    small = recipe_settings("cpu-quick", FakeDataset(size=16, train=300))
+    assert small["batch_size"] == 32 and small["epochs"] == 40  # 9 steps an epoch: 400 capped
+
+
 def test_speed_run_adapts_to_small_sets_and_large_images(fake_sizes) -> None:
     small = recipe_settings("speed-run", FakeDataset(size=16, train=1_439))
     assert small["batch_size"] == 128  # 1439 / 8 steps → the power of two below
