@@ -47,16 +47,25 @@ def speed_run_batch(train_images: int) -> int:
     return max(1, min(SPEED_RUN_BATCH, power, train_images))
 
 
-def speed_run(dataset: Dataset) -> dict:
-    size = default_image_size(dataset)
-    train_images = len(dataset.indices("train"))
-    if train_images == 0:
+def training_images(dataset: Dataset) -> int:
+    count = len(dataset.indices("train"))
+    if count == 0:
         raise ValueError(f"Dataset {dataset.name} has no training images; re-import it with a "
                          "training split.")
-    batch = speed_run_batch(train_images)
+    return count
+
+
+def epochs_for(train_images: int, batch: int, at_least: int) -> int:
+    """`at_least` epochs, more when an epoch has few steps (MIN_TOTAL_STEPS in all), capped."""
     steps_per_epoch = max(1, train_images // batch)
-    epochs = min(MAX_SPEED_RUN_EPOCHS,
-                 max(SPEED_RUN_EPOCHS, math.ceil(MIN_TOTAL_STEPS / steps_per_epoch)))
+    return min(MAX_SPEED_RUN_EPOCHS, max(at_least, math.ceil(MIN_TOTAL_STEPS / steps_per_epoch)))
+
+
+def speed_run(dataset: Dataset) -> dict:
+    size = default_image_size(dataset)
+    train_images = training_images(dataset)
+    batch = speed_run_batch(train_images)
+    epochs = epochs_for(train_images, batch, SPEED_RUN_EPOCHS)
     image_size = min(size, MAX_SPEED_RUN_PX)
     return {
         "model": "resnet9", "epochs": epochs, "batch_size": batch,
@@ -80,14 +89,9 @@ def cpu_quick(dataset: Dataset) -> dict:
     recipe takes tiny-cnn: batch 64, AdamW with a one-cycle rate, flip and shift augmentation
     and flip test-time augmentation (measured: bench/RESULTS.md, "Time to accuracy")."""
     size = default_image_size(dataset)
-    train_images = len(dataset.indices("train"))
-    if train_images == 0:
-        raise ValueError(f"Dataset {dataset.name} has no training images; re-import it with a "
-                         "training split.")
+    train_images = training_images(dataset)
     batch = min(CPU_QUICK_BATCH, speed_run_batch(train_images))
-    steps_per_epoch = max(1, train_images // batch)
-    epochs = min(MAX_SPEED_RUN_EPOCHS,
-                 max(CPU_QUICK_EPOCHS, math.ceil(MIN_TOTAL_STEPS / steps_per_epoch)))
+    epochs = epochs_for(train_images, batch, CPU_QUICK_EPOCHS)
     image_size = min(size, MAX_SPEED_RUN_PX)
     return {
         "model": "tiny-cnn", "epochs": epochs, "batch_size": batch,
