@@ -131,6 +131,12 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
 )}
 
 
+def suggested_recipe(has_gpu: bool) -> str:
+    """The recipe to offer first: the speed run where a GPU can carry a ResNet-9, the tiny-cnn
+    recipe where training runs on the CPU."""
+    return "speed-run" if has_gpu else "cpu-quick"
+
+
 def recipe_settings(name: str, dataset: Dataset) -> dict:
     """TrainConfig fields (without `data`) of recipe `name` adapted to `dataset`."""
     if name not in RECIPES:

@@ -11,7 +11,7 @@ from core.config import AUTO_BATCH, DEFAULT_LR, OPTIMIZERS, SCHEDULES, TrainConf
 from core.data.cache import default_image_size
 from core.data.dataset import Dataset, load_dataset
 from core.distributed import visible_gpus
-from core.recipes import RECIPES, recipe_settings
+from core.recipes import RECIPES, recipe_settings, suggested_recipe
 from core.runs import run_folder
 from core.setup import read_model_card
 from models import (
@@ -94,9 +94,11 @@ def recipe_picker(data: str) -> None:
     """One click fills the form with a recipe adapted to the dataset (core.recipes)."""
     cols = st.columns([2, *[1] * len(RECIPES)], vertical_alignment="center")
     cols[0].markdown("**Recipes** — one click fills the form below for this dataset")
+    suggested = suggested_recipe(visible_gpus() > 0)
     for col, recipe in zip(cols[1:], RECIPES.values(), strict=True):
         col.button(recipe.title, key=f"recipe_{recipe.name}", help=recipe.description,
                    icon=":material/bolt:", on_click=use_recipe, args=(recipe.name, data),
+                   type="primary" if recipe.name == suggested else "secondary",
                    width="stretch")
     note = st.session_state.pop("recipe_note", None)
     if note:

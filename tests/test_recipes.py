@@ -124,3 +124,9 @@ def test_every_recipe_trains_the_shapes_demo(shapes_dataset, tmp_path) -> None:
         result = fit(config, tmp_path / name)
         assert result["status"] == "completed", name
         assert result["batch_size"] == config.batch_size and result["test_acc"] is not None
+
+
+def test_the_suggested_recipe_follows_the_device() -> None:
+    assert core.recipes.suggested_recipe(has_gpu=True) == "speed-run"
+    assert core.recipes.suggested_recipe(has_gpu=False) == "cpu-quick"
+    assert {"speed-run", "cpu-quick"} <= set(RECIPES)
