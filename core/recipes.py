@@ -124,7 +124,7 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
     Recipe("speed-run-ema", "Speed run + EMA",
            "The speed run, evaluating an exponential moving average of the weights (often a "
            "little more accurate and steadier from epoch to epoch).", speed_run_ema),
-    Recipe("cpu-quick", "Quick on a CPU (tiny-cnn)",
+    Recipe("cpu-quick", "Quick on a CPU",
            "For a machine without a GPU: the small two-block tiny-cnn, batch 64, AdamW with a "
            "one-cycle rate, flip and shift augmentation, flip test-time augmentation.",
            cpu_quick),
