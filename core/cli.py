@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from core import datasets, distributed, jobs
+from core import datasets, jobs
 from core.config import AUTO_BATCH, OPTIMIZERS, SCHEDULES, TrainConfig
 from core.data.dataset import Dataset, load_dataset
 from core.data.demo import DEMOS
@@ -99,6 +99,8 @@ def batch_size_arg(text: str) -> int:
 
 
 def train(args: argparse.Namespace) -> Result:
+    from core import distributed  # torch: imported by the commands that train, not by every one
+
     if distributed.launched_by_torchrun() and not distributed.joined():
         return distributed.train_as_rank(args, train)  # one rank of a torchrun job
     store = Store()
@@ -119,6 +121,8 @@ def train(args: argparse.Namespace) -> Result:
 
 
 def train_resume(args: argparse.Namespace, store: Store) -> Result:
+    from core import distributed
+
     jobs.reconcile(store)
     run = store.get_run(args.resume)
     if run is None:

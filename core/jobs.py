@@ -20,7 +20,6 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from core import distributed
 from core.config import TrainConfig
 from core.runs import execute_run, new_run
 from core.store import Store
@@ -145,6 +144,8 @@ def worker_starting() -> bool:
 def work(*, idle_exit_s: float = 120.0, poll_s: float = 1.0, max_runs: int | None = None) -> int:
     """The worker loop: claim and train queued runs until idle for idle_exit_s. Returns how many
     runs it trained, or -1 if another worker already holds the workspace."""
+    from core import distributed  # torch, imported by the worker only
+
     with worker_lock() as mine:
         if not mine:
             return -1

@@ -16,8 +16,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-
 from core.config import TrainConfig
 from core.data.cache import default_image_size
 from core.data.dataset import Dataset, load_dataset
@@ -45,6 +43,12 @@ def speed_run_batch(train_images: int) -> int:
     wanted = max(1, train_images // MIN_STEPS_PER_EPOCH)
     power = 2 ** int(math.log2(wanted))
     return max(1, min(SPEED_RUN_BATCH, power, train_images))
+
+
+def cuda_available() -> bool:
+    import torch  # here, so that listing recipes (python -m core --help) does not load torch
+
+    return torch.cuda.is_available()
 
 
 def training_images(dataset: Dataset) -> int:
@@ -75,7 +79,7 @@ def speed_run(dataset: Dataset) -> dict:
         "image_size": None if image_size == size else image_size,
         "flip": True, "pad_crop": max(1, round(image_size / 16)), "jitter": 0.0,
         "tta_flip": True, "ema_decay": None, "patience": 0, "precision": "auto",
-        "compile": torch.cuda.is_available(), "freeze_epochs": 0, "init_from": None,
+        "compile": cuda_available(), "freeze_epochs": 0, "init_from": None,
     }
 
 

@@ -1,4 +1,8 @@
-"""A run's life in the store: created, executed with its metrics recorded, finished."""
+"""A run's life in the store: created, executed with its metrics recorded, finished.
+
+torch, the training loop and the model registry are imported where a run trains, not here:
+`python -m core runs list` and the job queue only need the store.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,11 @@ import time
 import traceback
 from pathlib import Path
 
-import torch
-
-from core.checkpoint import checkpoint_state, has_checkpoint
 from core.config import TrainConfig
 from core.data.dataset import write_json_atomic
 from core.hooks import Hooks, LogFile
 from core.store import Store
-from core.train import fit
 from core.workspace import runs_dir
-from models import describe_model
 
 log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 2.0
@@ -42,6 +41,8 @@ def new_run(config: TrainConfig, store: Store, *, status: str = "queued",
     config.validate()
     attach_spec(config)
     if "spec" not in config.extra and not config.model.lower().endswith(".json"):
+        from models import describe_model
+
         describe_model(config.model)  # an unknown name fails here, before a run row exists
     run_id = store.create_run(config.to_dict(), name=config.name, status=status, group=group)
     write_json_atomic(run_folder(run_id) / "config.json", config.to_dict())
@@ -118,6 +119,8 @@ class RunHeartbeat(threading.Thread):
 def execute_run(run_id: str, store: Store, extra_hooks: list[Hooks] | None = None) -> dict:
     """Train a recorded run in this process (resuming from its last checkpoint if it has one)
     and record the outcome. Returns the result summary with `run_id` and `name`."""
+    from core.checkpoint import has_checkpoint
+
     run = store.get_run(run_id)
     config = TrainConfig.from_dict(run["config"])
     folder = run_folder(run_id)
@@ -148,6 +151,8 @@ def replay_last_epoch(recorder: StoreRecorder, folder: Path) -> None:
     """Record the checkpointed epoch's metrics if the store lacks them: a kill after `last` was
     saved but before they were written would lose them for good, since the resumed run starts
     after that epoch. (Rows already there keep their original time.)"""
+    from core.checkpoint import checkpoint_state
+
     last = checkpoint_state(folder, "last").get("progress", {}).get("last_epoch")
     if not last:
         return
@@ -157,10 +162,18 @@ def replay_last_epoch(recorder: StoreRecorder, folder: Path) -> None:
         recorder.on_epoch(last["step"], last["epoch"], last["metrics"])
 
 
+def fit(config: TrainConfig, run_dir: Path, hooks: list[Hooks], resume: bool) -> dict:
+    from core.train import fit as train
+
+    return train(config, run_dir, hooks, resume=resume)
+
+
 def fit_shrinking_batch_on_oom(config: TrainConfig, folder: Path, hooks: list[Hooks],
                                resume: bool, store: Store, run_id: str) -> dict:
     """Train; when the device runs out of memory, halve the batch and continue from the last
     checkpoint (noted on the run) rather than dying, down to MIN_OOM_BATCH."""
+    import torch
+
     notes = []
     while True:
         try:
@@ -180,6 +193,8 @@ def fit_shrinking_batch_on_oom(config: TrainConfig, folder: Path, hooks: list[Ho
 
 def release_device_memory() -> None:
     import gc
+
+    import torch
 
     gc.collect()
     if torch.cuda.is_available():

@@ -231,3 +231,13 @@ def test_a_refused_model_leaves_no_run_behind(home: Path, errors, monkeypatch) -
     monkeypatch.setenv("CNN_STUDIO_HOME", str(home))
     monkeypatch.delenv("CNN_STUDIO_DB", raising=False)
     assert all(run["model"] != "no-such-net" for run in Store().list_runs())
+
+
+def test_the_command_line_loads_torch_only_for_commands_that_need_it():
+    """`runs list`, `data list` and `--help` answer in a fraction of a second: importing the CLI,
+    the job queue and the run records must not import torch (seconds) or timm."""
+    probe = ("import sys, core.cli, core.jobs, core.runs, core.recipes; "
+             "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parent.parent).stdout
+    assert out.strip() == "[]"
