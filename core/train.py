@@ -143,9 +143,12 @@ def out_of_budget(config: TrainConfig, progress: Progress) -> bool:
 def train_one_epoch(config: TrainConfig, setup: Setup, progress: Progress, hooks: Hooks) -> dict:
     optimizer, device = setup.optimizer, setup.device
     epoch = progress.epoch
-    torch.manual_seed(config.seed * 1000 + epoch)  # dropout; per epoch, so a resume replays it
+    ranks = setup.ranks
+    # dropout; per epoch, so a resume replays it, and per rank, so ranks draw different masks
+    torch.manual_seed((config.seed * 1000 + epoch) * ranks.world_size + ranks.rank)
     generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
-    augment = Augment(config.flip, config.pad_crop, config.jitter)
+    augment = Augment(config.flip, config.pad_crop, config.jitter,
+                      share=(ranks.rank, ranks.world_size))
     peak_lr = config.peak_lr()
     setup.train_mode(backbone_frozen=epoch < config.freeze_epochs)
     epoch_loss = torch.zeros((), device=device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 import numpy as np
@@ -16,6 +17,7 @@ from core.data.demo import DEMOS, FASHION_CLASSES, FASHION_MNIST_DIR, fashion_mn
 from core.data.loader import (
     Augment,
     DeviceSplit,
+    apply_augment,
     channel_stats,
     random_flip,
     random_pad_crop,
@@ -344,3 +346,16 @@ def test_augmentation_preview_changes_images_like_training_and_keeps_them_uint8(
     for before, after in zip(images, flipped, strict=True):
         assert np.array_equal(after, before) or np.array_equal(after, before[:, ::-1])
     assert not np.array_equal(flipped, images)
+
+
+def test_ranks_augmenting_their_shares_match_one_process_augmenting_the_batch():
+    """Under torchrun each rank augments its share of a batch; together they must flip, shift
+    and jitter every image exactly as one process augmenting the whole batch does."""
+    images = torch.rand(12, 3, 16, 16)
+    augment = Augment(flip=True, pad_crop=3, jitter=0.3)
+    whole = apply_augment(images, augment, torch.Generator().manual_seed(5))
+    shares = [apply_augment(images[rank * 4:(rank + 1) * 4],
+                            dataclasses.replace(augment, share=(rank, 3)),
+                            torch.Generator().manual_seed(5))
+              for rank in range(3)]
+    assert torch.equal(torch.cat(shares), whole)

@@ -6,11 +6,12 @@ the two ranks train exactly the run one process trains on the same global batch:
 and a resume (through the background worker, which starts torchrun itself) that carries on as
 an uninterrupted run would.
 
-The model is a tiny JSON spec without BatchNorm and dropout, with augmentation off: BatchNorm
-computes per-rank statistics on the CPU (torch's SyncBatchNorm works on CUDA only: "SyncBatchNorm
-layers only work with GPU modules" in torch 2.15), dropout masks and augmentation draws come
-from per-rank random streams, and each would legitimately differ from one process on the whole
-batch. What remains must then match up to the order of float sums.
+The model is a tiny JSON spec without BatchNorm and dropout: BatchNorm computes per-rank
+statistics on the CPU (torch's SyncBatchNorm works on CUDA only: "SyncBatchNorm layers only work
+with GPU modules" in torch 2.15) and dropout masks come from per-rank random streams, so each
+would legitimately differ from one process on the whole batch. Augmentation stays on: each rank
+draws the whole batch's random numbers and keeps its share's, so flips and shifts match one
+process image for image. What remains must then match up to the order of float sums.
 """
 
 from __future__ import annotations
@@ -44,12 +45,12 @@ TINY_SPEC = {"layers": [{"type": "conv", "filters": 8, "kernel": 3, "stride": 2}
                         {"type": "activation", "fn": "relu"},
                         {"type": "globalpool", "kind": "avg"},
                         {"type": "dense", "units": "classes"}]}
-# deterministic apart from float order: no augmentation; constant learning rate, so a run
-# stopped after 2 epochs and resumed to 3 follows the same schedule as one run of 3
+# deterministic apart from float order; a constant learning rate, so a run stopped after 2
+# epochs and resumed to 3 follows the same schedule as one run of 3
 SETTINGS = {"batch_size": 32, "lr": 0.01, "schedule": "constant", "device": "cpu",
-            "precision": "fp32", "flip": False, "pad_crop": 0}
+            "precision": "fp32", "flip": True, "pad_crop": 2}
 CLI_SETTINGS = ["--batch-size", "32", "--lr", "0.01", "--schedule", "constant", "--device",
-                "cpu", "--precision", "fp32", "--no-flip", "--pad-crop", "0"]
+                "cpu", "--precision", "fp32", "--pad-crop", "2"]
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 

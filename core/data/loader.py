@@ -24,6 +24,10 @@ class Augment:
     flip: bool = True  # random horizontal flip
     pad_crop: int = 2  # reflect-pad by this many pixels, then crop back at a random offset
     jitter: float = 0.0  # brightness and contrast factors drawn from [1 - j, 1 + j]
+    # (rank, ranks): this process holds share `rank` of `ranks` equal shares of every batch
+    # (torchrun). It draws the random numbers of the whole batch and keeps its share's, so the
+    # ranks together augment each image exactly as one process would.
+    share: tuple[int, int] = (0, 1)
 
     def is_off(self) -> bool:
         return not self.flip and self.pad_crop == 0 and self.jitter == 0
@@ -84,41 +88,49 @@ def to_model_input(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
 def apply_augment(x: torch.Tensor, augment: Augment,
                   generator: torch.Generator | None) -> torch.Tensor:
     if augment.flip:
-        x = random_flip(x, generator)
+        x = random_flip(x, generator, augment.share)
     if augment.pad_crop > 0:
-        x = random_pad_crop(x, augment.pad_crop, generator)
+        x = random_pad_crop(x, augment.pad_crop, generator, augment.share)
     if augment.jitter > 0:
-        x = random_jitter(x, augment.jitter, generator)
+        x = random_jitter(x, augment.jitter, generator, augment.share)
     return x
 
 
-def uniform(n: int, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.rand(n, device=like.device, generator=generator)
+Share = tuple[int, int]
 
 
-def random_flip(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    flip = uniform(len(x), x, generator) < 0.5
+def uniform(n: int, like: torch.Tensor, generator: torch.Generator | None,
+            share: Share = (0, 1)) -> torch.Tensor:
+    """n uniform numbers: share `rank` of the n * ranks the whole batch draws."""
+    rank, ranks = share
+    return torch.rand(n * ranks, device=like.device, generator=generator)[rank * n:(rank + 1) * n]
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator | None,
+                share: Share = (0, 1)) -> torch.Tensor:
+    flip = uniform(len(x), x, generator, share) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
 
 
-def random_pad_crop(x: torch.Tensor, pad: int, generator: torch.Generator | None) -> torch.Tensor:
+def random_pad_crop(x: torch.Tensor, pad: int, generator: torch.Generator | None,
+                    share: Share = (0, 1)) -> torch.Tensor:
     """Shift each image by up to `pad` pixels each way, filling the edge by reflection."""
     n, c, h, w = x.shape
     pad = min(pad, h - 1, w - 1)
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    dy = (uniform(n, x, generator) * (2 * pad + 1)).long()
-    dx = (uniform(n, x, generator) * (2 * pad + 1)).long()
+    dy = (uniform(n, x, generator, share) * (2 * pad + 1)).long()
+    dx = (uniform(n, x, generator, share) * (2 * pad + 1)).long()
     rows = (torch.arange(h, device=x.device) + dy[:, None]).view(n, 1, h, 1)
     rows = padded.gather(2, rows.expand(n, c, h, w + 2 * pad))
     cols = (torch.arange(w, device=x.device) + dx[:, None]).view(n, 1, 1, w)
     return rows.gather(3, cols.expand(n, c, h, w))
 
 
-def random_jitter(x: torch.Tensor, strength: float,
-                  generator: torch.Generator | None) -> torch.Tensor:
+def random_jitter(x: torch.Tensor, strength: float, generator: torch.Generator | None,
+                  share: Share = (0, 1)) -> torch.Tensor:
     n = len(x)
-    brightness = 1 + (uniform(n, x, generator) * 2 - 1) * strength
-    contrast = 1 + (uniform(n, x, generator) * 2 - 1) * strength
+    brightness = 1 + (uniform(n, x, generator, share) * 2 - 1) * strength
+    contrast = 1 + (uniform(n, x, generator, share) * 2 - 1) * strength
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * contrast.view(-1, 1, 1, 1) + mean
     return (x * brightness.view(-1, 1, 1, 1)).clamp_(0, 1)
