@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from upload_files import png, zip_bytes
 
 from core.classify_many import classify_archive, rows_to_csv
 from core.data.dataset import DatasetError, load_dataset
@@ -33,20 +33,6 @@ def shape_files(trained: LoadedModel) -> dict[str, bytes]:
         cls = dataset.classes[item.label]
         files[f"{cls}/{len(files):03d}.png"] = (dataset.folder / item.file).read_bytes()
     return files
-
-
-def zip_bytes(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-def png(colour=(200, 30, 30), size=(20, 20)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def test_labelled_zip_is_scored_with_a_confusion_matrix(trained, shape_files) -> None:

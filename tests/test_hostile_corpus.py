@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from upload_files import patch_central, png, zip_bytes
 
 from core.data.dataset import Dataset, DatasetError
 from core.data.ingest import IngestLimits, import_dataset, import_entries
@@ -61,12 +62,6 @@ def case(name: str):
 
 # ----------------------------------------------------------------------------- builders
 
-def png(colour=(200, 30, 30), size=(8, 8), mode="RGB") -> bytes:
-    buffer = io.BytesIO()
-    Image.new(mode, size, colour).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def jpeg(size=(16, 16)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (10, 200, 90)).save(buffer, "JPEG")
@@ -79,15 +74,6 @@ def base(per_class: int = 5) -> dict[str, bytes]:
             (("cat", (220, 30, 30)), ("dog", (30, 30, 220))) for i in range(per_class)}
 
 
-def zip_bytes(files: dict[str, bytes] | list, compression=zipfile.ZIP_STORED) -> bytes:
-    buffer = io.BytesIO()
-    items = files.items() if isinstance(files, dict) else files
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, data in items:
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def save(folder: Path, data: bytes, name: str = "upload.zip") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_bytes(data)
@@ -96,23 +82,6 @@ def save(folder: Path, data: bytes, name: str = "upload.zip") -> Path:
 
 def zip_case(src: Path, hostile: dict[str, bytes], expect: str = "cleaned", **kw) -> Case:
     return Case(save(src, zip_bytes({**base(), **hostile})), expect, list(hostile), **kw)
-
-
-def patch_central(data: bytes, name: str | bytes, *, size: int | None = None,
-                  flags: int | None = None, attr: int | None = None) -> bytes:
-    """Rewrite what the central directory declares for member `name`."""
-    raw, at = bytearray(data), 0
-    while (at := raw.find(b"PK\x01\x02", at)) >= 0:
-        length = struct.unpack_from("<H", raw, at + 28)[0]
-        if raw[at + 46:at + 46 + length] == (name if isinstance(name, bytes) else name.encode()):
-            if size is not None:
-                struct.pack_into("<I", raw, at + 24, size)
-            if flags is not None:
-                struct.pack_into("<H", raw, at + 8, flags)
-            if attr is not None:
-                struct.pack_into("<I", raw, at + 38, attr)
-        at += 4
-    return bytes(raw)
 
 
 def png_header(width: int, height: int) -> bytes:

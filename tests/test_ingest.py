@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from upload_files import patch_central, zip_bytes
 
 from core.data.archive import Entry
 from core.data.dataset import DatasetError
@@ -55,14 +56,6 @@ def classes(*names: str, per_class: int = 5, prefix: str = "", mode: str = "RGB"
     return files
 
 
-def zip_bytes(files: dict[str, bytes], compression=zipfile.ZIP_STORED) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression) as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
 def write_zip(tmp_path: Path, files: dict[str, bytes], name: str = "upload.zip") -> Path:
     path = tmp_path / name
     path.write_bytes(zip_bytes(files))
@@ -74,21 +67,6 @@ def write_folder(root: Path, files: dict[str, bytes]) -> Path:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
     return root
-
-
-def patch_central(data: bytes, name: str, *, size: int | None = None,
-                  flags: int | None = None) -> bytes:
-    """Rewrite what the zip's central directory declares for member `name`."""
-    raw, at = bytearray(data), 0
-    while (at := raw.find(b"PK\x01\x02", at)) >= 0:
-        length = struct.unpack_from("<H", raw, at + 28)[0]
-        if raw[at + 46:at + 46 + length] == name.encode():
-            if size is not None:
-                struct.pack_into("<I", raw, at + 24, size)
-            if flags is not None:
-                struct.pack_into("<H", raw, at + 8, flags)
-        at += 4
-    return bytes(raw)
 
 
 def reasons(dataset) -> dict[str, str]:

@@ -6,16 +6,14 @@ Each test has its own workspace (conftest's `studio_home`); data is made through
 
 from __future__ import annotations
 
-import io
 import json
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
+from upload_files import png, zip_bytes
 
 from core import jobs
 from core.config import TrainConfig
@@ -39,20 +37,6 @@ def open_page(page: str) -> AppTest:
         at.switch_page(page).run()
     assert not at.exception, at.exception
     return at
-
-
-def png(colour: tuple[int, int, int], size: int = 32) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), colour).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def zip_of(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
 
 
 def texts(elements) -> str:
@@ -110,7 +94,7 @@ def test_zip_upload_imports_and_lists_the_dropped_files(studio_home) -> None:
              for cls in ("cat", "dog") for i in range(6)}
     files["pets/cat/notes.txt"] = b"not an image"
     at = open_page("pages/datasets.py")
-    at.file_uploader(key="zip_upload").upload("pets.zip", zip_of(files), "application/zip")
+    at.file_uploader(key="zip_upload").upload("pets.zip", zip_bytes(files), "application/zip")
     at.run()
     at.text_input(key="zip_name").input("pets")
     at.button(key="zip_go").click().run()
