@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from core.config import TrainConfig
-from core.data.dataset import write_json_atomic
+from core.durable import write_json_atomic
 from core.workspace import home
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
 """Checkpoints as safetensors + JSON: no pickle anywhere, so loading one runs no code.
 
 `<stem>.safetensors` holds the model's tensors (`model.*`) and, for resumable
-checkpoints, the optimizer's (`optim.<param>.<key>`); `<stem>.json` holds the
+checkpoints, the optimizer's (`optim.<param>.<key>`) and any EMA of the weights
+(`ema.*`, core.ema); `<stem>.json` holds the
 rest (epoch, step, best so far, optimizer param groups). Both are written to a
 temporary file, fsynced and renamed, JSON last: a checkpoint is the pair whose
 JSON exists, and a crash mid-write leaves the previous pair whole. The state is
@@ -20,8 +21,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from core.data.dataset import write_json_atomic
-from core.durable import replace_durably
+from core.durable import fsync_file, replace_durably, write_json_atomic
 
 STATE_KEY = "cnn_studio_state"  # the checkpoint's JSON state, inside the safetensors header
 
@@ -124,8 +124,7 @@ def save_tensors_atomic(path: Path, tensors: dict[str, torch.Tensor],
     os.close(fd)
     try:
         save_file({k: v.cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        fsync_file(tmp)
         replace_durably(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -22,9 +22,9 @@ import torch
 
 from core.checkpoint import save_tensors_atomic
 from core.data.cache import cache_path, decode_files
-from core.data.dataset import DatasetError, load_dataset, write_json_atomic
+from core.data.dataset import DatasetError, load_dataset
 from core.data.loader import to_model_input
-from core.durable import fsync_file, replace_durably
+from core.durable import fsync_file, replace_durably, write_json_atomic
 from core.infer import LoadedModel, load_model
 from core.store import Store
 from models import create_model

@@ -19,7 +19,7 @@ from safetensors.torch import load as load_safetensors
 
 from core.checkpoint import save_tensors_atomic
 from core.config import TrainConfig
-from core.data.dataset import write_json_atomic
+from core.durable import write_json_atomic
 from core.runs import run_folder
 from core.store import Store
 from core.workspace import runs_dir

@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 from core.config import TrainConfig
-from core.data.dataset import write_json_atomic
+from core.durable import write_json_atomic
 from core.hooks import Hooks, LogFile
 from core.store import Store
 from core.workspace import runs_dir
@@ -174,6 +174,8 @@ def fit_shrinking_batch_on_oom(config: TrainConfig, folder: Path, hooks: list[Ho
     checkpoint (noted on the run) rather than dying, down to MIN_OOM_BATCH."""
     import torch
 
+    from core.batch_size import release_memory
+
     notes = []
     while True:
         try:
@@ -182,23 +184,13 @@ def fit_shrinking_batch_on_oom(config: TrainConfig, folder: Path, hooks: list[Ho
         except torch.OutOfMemoryError:
             if config.batch_size // 2 < MIN_OOM_BATCH or config.gpus > 1:
                 raise  # several ranks cannot change their batch without agreeing
-            release_device_memory()
+            release_memory()
             notes.append(f"out of memory at batch size {config.batch_size}; "
                          f"continued at {config.batch_size // 2}")
             LogFile(folder / "log.txt").write(notes[-1])
             config.batch_size //= 2
             store.update_run(run_id, config=config.to_dict())
             resume = True
-
-
-def release_device_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def failure(config: TrainConfig, error: Exception, folder: Path) -> dict:

@@ -16,9 +16,10 @@ from core.batch_size import auto_batch_size
 from core.checkpoint import load_weights
 from core.config import AUTO_BATCH, TrainConfig
 from core.data.cache import default_image_size, load_cache
-from core.data.dataset import Dataset, load_dataset, write_json_atomic
+from core.data.dataset import Dataset, load_dataset
 from core.data.loader import DeviceSplit, channel_stats
 from core.distributed import SINGLE_PROCESS, SingleProcess, is_main
+from core.durable import write_json_atomic
 from core.ema import WeightEMA
 from core.workspace import runs_dir
 from models import PRETRAINED_NAME, create_model, model_profile

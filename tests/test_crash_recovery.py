@@ -33,6 +33,7 @@ import core.checkpoint
 import core.data.build
 import core.data.cache
 import core.data.dataset
+import core.durable
 import core.jobs
 import core.train
 from core.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
@@ -401,7 +402,7 @@ def test_disk_full_while_writing_the_manifest_fails_the_import_clearly(studio_ho
     def fsync(fd):
         raise no_space()
 
-    monkeypatch.setattr(core.data.dataset.os, "fsync", fsync)
+    monkeypatch.setattr(core.durable.os, "fsync", fsync)
     with pytest.raises(DatasetError, match="disk .* is full"):
         import_entries(pets(), "pets")
     assert list((studio_home / "datasets").iterdir()) == []

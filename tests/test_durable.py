@@ -15,8 +15,8 @@ import torch
 from core.checkpoint import save_checkpoint
 from core.data.build import DatasetBuilder
 from core.data.cache import build_cache, write_cache
-from core.data.dataset import MANIFEST, load_dataset, write_json_atomic
-from core.durable import replace_durably
+from core.data.dataset import MANIFEST, load_dataset
+from core.durable import replace_durably, write_json_atomic
 
 
 @pytest.fixture

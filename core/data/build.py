@@ -26,10 +26,9 @@ from core.data.dataset import (
     DatasetError,
     Item,
     dataset_folder,
-    write_json_atomic,
 )
 from core.data.split import stratified_split
-from core.durable import fsync_directory
+from core.durable import fsync_directory, write_json_atomic
 from core.workspace import datasets_dir, process_alive
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)

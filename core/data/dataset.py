@@ -12,14 +12,12 @@ that did not finish and is never listed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core.durable import replace_durably
+from core.durable import write_json_atomic
 from core.workspace import check_name, datasets_dir
 
 SPLITS = ("train", "val", "test")
@@ -131,18 +129,3 @@ def delete_dataset(name: str) -> None:
     if not folder.exists():
         raise DatasetError(f"There is no dataset named {name!r} to delete.")
     shutil.rmtree(folder)
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON so a crash leaves either the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        replace_durably(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
