@@ -123,13 +123,7 @@ def train(args: argparse.Namespace) -> Result:
 def train_resume(args: argparse.Namespace, store: Store) -> Result:
     from core import distributed
 
-    jobs.reconcile(store)
-    run = store.get_run(args.resume)
-    if run is None:
-        raise ValueError(f"There is no run {args.resume!r}; see `python -m core runs list`.")
-    if run["status"] not in jobs.RESUMABLE:
-        raise ValueError(f"Run {run['name']} is {run['status']}; only "
-                         f"{', '.join(jobs.RESUMABLE)} runs can be resumed.")
+    run = jobs.resumable_run(args.resume, store)
     if args.epochs:
         store.update_run(run["run_id"], config=run["config"] | {"epochs": args.epochs})
     epochs = args.epochs or run["config"]["epochs"]

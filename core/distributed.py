@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import os
 import signal
@@ -231,16 +232,10 @@ class ShardedSplit:
 
 
 def check_world(config: TrainConfig, ranks: int, train_images: int | None = None) -> None:
-    """Raise ValueError when `config` cannot train data-parallel on `ranks` processes."""
-    from core.config import AUTO_BATCH
-
-    if config.batch_size == AUTO_BATCH:
-        raise ValueError("An automatic batch size is found on one GPU; with several GPUs give "
-                         "the global batch size as a number.")
-    if config.batch_size % ranks:
-        raise ValueError(f"The batch size ({config.batch_size}) is the global batch: it must "
-                         f"be a multiple of the number of GPUs ({ranks}), so each takes an "
-                         "equal share.")
+    """Raise ValueError when `config` cannot train data-parallel on `ranks` processes: the
+    config's own checks with `gpus` set to `ranks` (a number, a multiple of it, for the global
+    batch), then the training split's size."""
+    dataclasses.replace(config, gpus=ranks).validate()
     if train_images is not None and train_images < ranks:
         raise ValueError(f"The training split has {train_images} images, fewer than the "
                          f"{ranks} GPUs; train on one.")

@@ -3,8 +3,8 @@
 A run is a `queued` row first. `ensure_worker()` starts `python -m core worker`
 in its own session (so it outlives the Streamlit server and any browser tab) if
 none holds the workspace's worker lock. The worker claims queued runs one at a
-time (one per GPU is the sane default on one machine; the CPU gets one too),
-trains, beats, and exits after a while with nothing to do. With CNN_STUDIO_EXECUTOR=ray that
+time and trains each (a run asking for several GPUs as a torchrun job on them),
+beating, until it has had nothing to do for a while. With CNN_STUDIO_EXECUTOR=ray that
 worker is a Ray driver instead, submitting queued runs to a cluster (core/ray_executor.py).
 """
 
@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.config import TrainConfig
-from core.runs import execute_run, new_run
+from core.runs import new_run
 from core.store import Store
 from core.workspace import home, logs_dir
 
@@ -90,18 +90,24 @@ def submit(config: TrainConfig, store: Store | None = None, *, group: str | None
 def resume(run_ref: str, store: Store | None = None, *, start_worker: bool = True) -> str:
     """Queue an interrupted, stopped or failed run again; it continues from its last checkpoint."""
     store = store or Store()
-    reconcile(store)
-    run = store.get_run(run_ref)
-    if run is None:
-        raise ValueError(f"There is no run {run_ref!r}.")
-    if run["status"] not in RESUMABLE:
-        raise ValueError(f"Run {run['name']} is {run['status']}; only "
-                         f"{', '.join(RESUMABLE)} runs can be resumed.")
+    run = resumable_run(run_ref, store)
     store.update_run(run["run_id"], status="queued", stop_requested=0, error=None,
                      finished_at=None)
     if start_worker:
         ensure_worker()
     return run["run_id"]
+
+
+def resumable_run(run_ref: str, store: Store) -> dict:
+    """The run `run_ref` (id or name) if it can be resumed now, else a ValueError saying why."""
+    reconcile(store)
+    run = store.get_run(run_ref)
+    if run is None:
+        raise ValueError(f"There is no run {run_ref!r}; see `python -m core runs list`.")
+    if run["status"] not in RESUMABLE:
+        raise ValueError(f"Run {run['name']} is {run['status']}; only "
+                         f"{', '.join(RESUMABLE)} runs can be resumed.")
+    return run
 
 
 def stop(run_ref: str, store: Store | None = None) -> str:
@@ -165,10 +171,7 @@ def work(*, idle_exit_s: float = 120.0, poll_s: float = 1.0, max_runs: int | Non
                 time.sleep(poll_s)
                 continue
             log.info("training run %s (%s)", run["run_id"], run["name"])
-            if distributed.wants_torchrun(run["config"]):  # several GPUs: a torchrun job
-                distributed.run_through_torchrun(run["run_id"], store)
-            else:
-                execute_run(run["run_id"], store)
+            distributed.execute(run["run_id"], store)  # several GPUs: through a torchrun job
             done += 1
             idle_since = time.monotonic()
         return done

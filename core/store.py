@@ -42,7 +42,6 @@ from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 
 from core.workspace import db_url
 
-RUN_STATUSES = ("queued", "running", "completed", "stopped", "failed", "interrupted")
 FINISHED = ("completed", "stopped", "failed", "interrupted")
 
 # Keys of PostgreSQL advisory locks (per database): claims of the queue, and creating tables.
@@ -69,7 +68,7 @@ runs_table = Table(
     "runs", metadata,
     Column("run_id", String(32), primary_key=True),
     Column("name", Text, nullable=False),  # Text: no length limit on PostgreSQL either
-    Column("status", String(16), nullable=False, index=True),
+    Column("status", String(16), nullable=False, index=True),  # queued, running or FINISHED
     Column("model", Text, nullable=False),
     Column("data", String(64), nullable=False),
     Column("group_name", Text),
@@ -352,15 +351,11 @@ class Store:
                          .where(runs_table.c.status == "queued")
                          .values(status="stopped", finished_at=time.time()))
 
-    def mark_stale_runs(self, max_age_s: float, alive: set[int] | None = None) -> list[str]:
-        """Running rows whose heartbeat is older than max_age_s (or whose worker pid is not in
-        `alive`, when given) become `interrupted`; returns their ids. One UPDATE, so a run
-        that finishes meanwhile is never marked."""
+    def mark_stale_runs(self, max_age_s: float) -> list[str]:
+        """Running rows whose heartbeat is older than max_age_s become `interrupted`; returns
+        their ids. One UPDATE, so a run that finishes meanwhile is never marked."""
         now = time.time()
         stale = func.coalesce(runs_table.c.heartbeat_at, 0) < now - max_age_s
-        if alive is not None:
-            stale = or_(stale, runs_table.c.worker_pid.is_(None),
-                        runs_table.c.worker_pid.not_in(sorted(alive)))
         with self.writing() as conn:
             rows = conn.execute(
                 update(runs_table).where(runs_table.c.status == "running", stale)

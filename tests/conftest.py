@@ -23,8 +23,9 @@ def studio_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def store_url(request: pytest.FixtureRequest, studio_home: Path,
               monkeypatch: pytest.MonkeyPatch):
     """A fresh, empty store for this test, once per database: the workspace's SQLite file, and a
-    new PostgreSQL database (dropped afterwards) on the server CNN_STUDIO_TEST_PG names. The
-    variable CNN_STUDIO_DB points at it, so Store() and workers the test starts use it too."""
+    new PostgreSQL database (dropped afterwards) on the server CNN_STUDIO_TEST_PG names. Store()
+    and workers the test starts use it too (CNN_STUDIO_DB names the PostgreSQL one; unset, it
+    is the workspace's SQLite file)."""
     from core.workspace import db_url
 
     if request.param == "sqlite":
@@ -70,9 +71,29 @@ def scratch_postgres_database() -> Iterator[str]:
         yield url
     finally:
         forget_engines(url)
-        with server.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(server, name)
         server.dispose()
+
+
+def drop_database(server, name: str) -> None:
+    """DROP … WITH (FORCE): ends the sessions a test left (a worker's, a Ray task's pool). A
+    role that is not superuser is refused while autovacuum works on the database (its process
+    belongs to no role: "must be a member of the role whose process is being terminated"), as
+    after the soak; it finishes within seconds, so try again."""
+    import time
+
+    from sqlalchemy import text
+    from sqlalchemy.exc import ProgrammingError
+
+    for attempt in range(30):
+        try:
+            with server.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except ProgrammingError:  # insufficient privilege
+            if attempt == 29:
+                raise
+            time.sleep(1)
 
 
 @pytest.fixture

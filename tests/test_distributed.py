@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -201,13 +202,8 @@ def test_the_train_page_offers_gpus_only_when_several_are_visible(shapes_dataset
     assert run["config"]["gpus"] == 2
 
 
-def test_a_launched_job_dies_with_the_process_that_started_it():
+def test_a_launched_job_dies_with_the_process_that_started_it() -> None:
     """A killed worker must not leave its torchrun job training beside the run's retry."""
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
     starter = ("import subprocess, time\nfrom core.distributed import die_with_parent\n"
                "job = subprocess.Popen(['sleep', '60'], preexec_fn=die_with_parent)\n"
                "print(job.pid, flush=True)\ntime.sleep(60)\n")
@@ -223,8 +219,6 @@ def test_a_launched_job_dies_with_the_process_that_started_it():
 
 
 def child_running(pid: int) -> bool:
-    from pathlib import Path
-
     try:
         state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                      if line.startswith("State:"))

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from core import jobs
+from core import distributed, jobs
 from core.config import TrainConfig
 from core.hooks import Hooks
 from core.runs import execute_run, new_run
@@ -74,14 +74,14 @@ def test_a_second_worker_backs_off_while_one_holds_the_workspace(store: Store) -
 def test_a_worker_started_while_another_trains_returns_at_once(store, monkeypatch) -> None:
     jobs.submit(shapes_config(epochs=1), store, start_worker=False)
     claimed, release = threading.Event(), threading.Event()
-    real_execute_run = jobs.execute_run
+    real_execute = distributed.execute
 
-    def held_execute_run(*args, **kwargs):
+    def held_execute(*args, **kwargs):
         claimed.set()
         release.wait(timeout=60)  # keep the first worker busy until the second one has tried
-        return real_execute_run(*args, **kwargs)
+        return real_execute(*args, **kwargs)
 
-    monkeypatch.setattr(jobs, "execute_run", held_execute_run)
+    monkeypatch.setattr(distributed, "execute", held_execute)
     results: dict[str, int] = {}
     first = threading.Thread(target=lambda: results.update(first=jobs.work(idle_exit_s=0)))
     first.start()

@@ -156,15 +156,6 @@ def test_only_running_runs_with_a_stale_heartbeat_are_marked_interrupted(store) 
     assert store.mark_stale_runs(max_age_s=60) == []
 
 
-def test_running_run_of_a_dead_worker_is_interrupted_when_alive_pids_are_given(store) -> None:
-    mine, theirs = store.create_run(config()), store.create_run(config())
-    now = time.time()
-    store.update_run(mine, status="running", heartbeat_at=now, worker_pid=10)
-    store.update_run(theirs, status="running", heartbeat_at=now, worker_pid=20)
-    assert store.mark_stale_runs(max_age_s=60, alive={10}) == [theirs]
-    assert store.get_run(mine)["status"] == "running"
-
-
 def test_delete_run_removes_its_metrics(store: Store) -> None:
     run_id = store.create_run(config())
     store.add_metrics(run_id, [(1, 0.1, "loss", 2.0)])
@@ -201,7 +192,6 @@ def test_sqlite_store_is_in_wal_mode_in_the_workspace(studio_home) -> None:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         connection.close()
-
 
 
 def test_concurrent_claims_never_share_a_run_or_overfill_the_slots(store: Store) -> None:
