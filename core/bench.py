@@ -1,7 +1,8 @@
-"""Benchmarks: the engine against the naive pipeline, against its ceiling, and into the cache.
+"""Benchmarks: the engine against the naive pipeline and against its ceiling, decoding into
+the cache, and time to accuracy (whole runs, per seed).
 
-Each comparison runs both sides in one process, on the same data and model, and
-returns rows for a table. Every table carries the device, versions, date and the
+The pipeline comparison runs every side in one process, on the same data and model. Each
+benchmark returns rows for a table. Every table carries the device, versions, date and the
 command that made it, so a figure in bench/RESULTS.md can be reproduced.
 """
 

@@ -55,6 +55,3 @@ class WeightEMA(torch.nn.Module):
                     counters.append((a, b))
             self._pairs = averaged, live, counters
         return self._pairs
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)

@@ -59,10 +59,15 @@ def training_images(dataset: Dataset) -> int:
     return count
 
 
+def steps_per_epoch(train_images: int, batch: int) -> int:
+    """As the training loop counts them (core.setup.prepare: the last partial batch dropped)."""
+    return max(1, train_images // batch)
+
+
 def epochs_for(train_images: int, batch: int, at_least: int) -> int:
     """`at_least` epochs, more when an epoch has few steps (MIN_TOTAL_STEPS in all), capped."""
-    steps_per_epoch = max(1, train_images // batch)
-    return min(MAX_SPEED_RUN_EPOCHS, max(at_least, math.ceil(MIN_TOTAL_STEPS / steps_per_epoch)))
+    steps = steps_per_epoch(train_images, batch)
+    return min(MAX_SPEED_RUN_EPOCHS, max(at_least, math.ceil(MIN_TOTAL_STEPS / steps)))
 
 
 def speed_run(dataset: Dataset) -> dict:
@@ -115,8 +120,7 @@ def ema_decay_for(total_steps: int) -> float:
 
 def speed_run_ema(dataset: Dataset) -> dict:
     settings = speed_run(dataset)
-    train_images = len(dataset.indices("train"))
-    steps = settings["epochs"] * max(1, train_images // settings["batch_size"])
+    steps = settings["epochs"] * steps_per_epoch(training_images(dataset), settings["batch_size"])
     return settings | {"ema_decay": ema_decay_for(steps)}
 
 

@@ -156,12 +156,11 @@ def train_one_epoch(config: TrainConfig, setup: Setup, progress: Progress, hooks
     window_loss = torch.zeros((), device=device)
     window_images, window_start = 0, time.perf_counter()
     seen, start = 0, time.perf_counter()
-    drop_last = len(setup.train) > config.batch_size
     for images, labels in setup.train.batches(config.batch_size, shuffle=True,
-                                              generator=generator, drop_last=drop_last):
+                                              generator=generator, drop_last=True):
         lr = peak_lr * lr_factor(config, progress.step, setup.steps_per_epoch)
         for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+            group["lr"] = lr
         x = to_model_input(images, setup.mean, setup.std, augment, generator)
         with setup.autocast():
             logits = setup.forward(x)

@@ -279,13 +279,16 @@ def test_pad_crop_with_a_seeded_generator_is_reproducible() -> None:
     assert not torch.equal(first, random_pad_crop(x, 4, torch.Generator().manual_seed(4)))
 
 
-def test_full_augment_keeps_shape_and_stays_finite() -> None:
+def test_full_augment_keeps_shape_and_jitter_stays_in_the_pixel_range() -> None:
     images = random_images(n=6, channels=1)
-    out = to_model_input(images, torch.tensor([0.5]), torch.tensor([0.25]),
-                         Augment(flip=True, pad_crop=3, jitter=0.4),
+    mean, std = torch.tensor([0.5]), torch.tensor([0.25])
+    out = to_model_input(images, mean, std, Augment(flip=True, pad_crop=3, jitter=0.4),
                          torch.Generator().manual_seed(0))
     assert out.shape == (6, 1, 12, 12) and out.dtype == torch.float32
-    assert torch.isfinite(out).all()
+    assert out.min() >= (0 - 0.5) / 0.25 and out.max() <= (1 - 0.5) / 0.25  # clamped to [0, 1]
+    jittered = to_model_input(images, mean, std, Augment(flip=False, pad_crop=0, jitter=0.4),
+                              torch.Generator().manual_seed(0))
+    assert not torch.equal(jittered, to_model_input(images, mean, std))
 
 
 def split_of(n: int) -> DeviceSplit:
@@ -312,6 +315,9 @@ def test_batches_without_shuffle_come_in_order_and_drop_last_drops_the_remainder
     sizes = [len(labels) for _, labels in split.batches(16, shuffle=True, drop_last=True,
                                                           generator=torch.Generator())]
     assert sizes == [16, 16, 16]
+    # a split smaller than one batch is one whole batch, not none (a tiny training set trains)
+    assert [len(labels) for _, labels in split_of(10).batches(16, shuffle=False,
+                                                             drop_last=True)] == [10]
 
 
 def test_same_generator_seed_gives_the_same_batch_order() -> None:

@@ -123,7 +123,9 @@ def test_every_recipe_trains_the_shapes_demo(shapes_dataset, tmp_path) -> None:
         config = recipe_config(name, "shapes", epochs=1, device="cpu", compile=False)
         result = fit(config, tmp_path / name)
         assert result["status"] == "completed", name
-        assert result["batch_size"] == config.batch_size and result["test_acc"] is not None
+        # 240 training images: batch 16 (240 / 8 steps → the power of two below), 15 steps
+        assert (result["batch_size"], result["steps"]) == (16, 15), name
+        assert result["test_acc"] is not None
 
 
 def test_the_suggested_recipe_follows_the_device() -> None:

@@ -293,8 +293,12 @@ def test_checkpoints_are_safetensors_and_json_and_load_without_pickle(
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_each_optimizer_trains_an_epoch(shapes_dataset, tmp_path, optimizer: str):
-    config = shapes_config(epochs=1, optimizer=optimizer)
-    assert isinstance(make_optimizer(config, torch.nn.Linear(2, 2)), EXPECTED_OPTIMIZER[optimizer])
+    config = shapes_config(epochs=1, optimizer=optimizer, weight_decay=0.01)
+    layer = torch.nn.Linear(2, 2)
+    made = make_optimizer(config, layer)
+    assert isinstance(made, EXPECTED_OPTIMIZER[optimizer])
+    decays = {id(p): group["weight_decay"] for group in made.param_groups for p in group["params"]}
+    assert (decays[id(layer.weight)], decays[id(layer.bias)]) == (0.01, 0.0)  # none on biases
     recorder = Recorder()
     result = fit(config, tmp_path / "run", [recorder])
     assert result["status"] == "completed" and result["epochs"] == 1

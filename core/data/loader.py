@@ -51,9 +51,11 @@ class DeviceSplit:
     def batches(self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
                 drop_last: bool = False, shard: tuple[int, int] = (0, 1),
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (uint8 N×H×W×C on the device, labels) batches. `shard=(rank, ranks)`: only
-        that rank's contiguous share of each batch (data-parallel training: every rank draws
-        the same order from an identically seeded generator, so the shares are disjoint)."""
+        """Yield (uint8 N×H×W×C on the device, labels) batches. `drop_last`: leave out the
+        last, partial batch, unless the split is smaller than one batch (then it is the only
+        one, whole). `shard=(rank, ranks)`: only that rank's contiguous share of each batch
+        (data-parallel training: every rank draws the same order from an identically seeded
+        generator, so the shares are disjoint)."""
         rank, ranks = shard
         n = len(self)
         if shuffle:
