@@ -8,30 +8,24 @@ Training runs in a background worker process (core.jobs), never in this server.
 
 import streamlit as st
 
-from pages._common import stop_unless_store_answers
+from pages._common import ICONS, PAGES, stop_unless_store_answers
 from pages._sign_in import admitted, sign_in_page, sign_out_control
 
 st.set_page_config(page_title="CNN Studio", page_icon=":material/neurology:", layout="wide")
 
 
-def page(file: str, title: str, icon: str, url_path: str | None = None, **options) -> st.Page:
-    return st.Page(f"pages/{file}", title=title, icon=f":material/{icon}:", url_path=url_path,
-                   **options)
+def page(key: str, title: str, **options) -> st.Page:
+    """A page of pages/ (_common.PAGES, ICONS); its URL path is its key, but Home's is "/"."""
+    url_path = None if options.get("default") else key
+    return st.Page(PAGES[key], title=title, icon=ICONS[key], url_path=url_path, **options)
 
 
 pages = {
-    "": [page("home.py", "Home", "home", default=True)],
-    "Build": [
-        page("datasets.py", "Datasets", "folder_open", "datasets"),
-        page("train.py", "Train", "model_training", "train"),
-        page("sweeps.py", "Sweep", "grid_view", "sweeps"),
-    ],
-    "Watch": [
-        page("runs.py", "Runs", "monitoring", "runs"),
-        page("compare.py", "Compare", "compare_arrows", "compare"),
-        page("mistakes.py", "Error analysis", "troubleshoot", "mistakes"),
-    ],
-    "Use": [page("classify.py", "Classify", "image_search", "classify")],
+    "": [page("home", "Home", default=True)],
+    "Build": [page("datasets", "Datasets"), page("train", "Train"), page("sweeps", "Sweep")],
+    "Watch": [page("runs", "Runs"), page("compare", "Compare"),
+              page("mistakes", "Error analysis")],
+    "Use": [page("classify", "Classify")],
 }
 
 # A shared server's sign-in (pages/_sign_in.py; open when none is configured). The pages are

@@ -55,6 +55,15 @@ def run_colors(run_ids: Iterable[str]) -> dict[str, str]:
     return colors
 
 
+def top_confusions(classes: list[str], matrix, k: int = 3) -> list[tuple[str, str, int, int]]:
+    """The k largest off-diagonal cells: (true, predicted, images, images of that class)."""
+    matrix = np.asarray(matrix)
+    cells = [(int(matrix[t, p]), t, p) for t in range(len(classes)) for p in range(len(classes))
+             if t != p and matrix[t, p] > 0]
+    cells.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
+    return [(classes[t], classes[p], n, int(matrix[t].sum())) for n, t, p in cells[:k]]
+
+
 # Curves -------------------------------------------------------------------------------------
 
 def ema(values: Sequence[float], weight: float) -> list[float]:

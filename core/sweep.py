@@ -62,6 +62,8 @@ def submit_sweep(group: str, configs: Sequence[TrainConfig], store: Store | None
     if not group:
         raise ValueError("Give the sweep a group name.")
     store = store or Store()
+    if group_runs(store, group):  # a second sweep must not merge into the first one's table
+        raise ValueError(f"There is already a sweep named {group}; choose another name.")
     run_ids = []
     for config in configs:
         config = dataclasses.replace(config, extra=dict(config.extra))

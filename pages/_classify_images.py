@@ -11,11 +11,10 @@ from PIL import Image
 
 from core.explain import grad_cam, overlay
 from core.infer import LoadedModel, open_image
-from pages._classify_model import best_run_id, choose_run, model_for, timed_top_k, weights_stamp
-from pages._common import pct, plain
+from pages._classify_model import best_run_id, choose_run, model_for, timed_top_k
+from pages._common import IMAGE_TYPES, pct, plain, weights_stamp
 from pages.charts import top_k_figure
 
-IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
 MAX_SHOWN = 20  # images drawn at once; more belong in "Classify many"
 PREVIEW = 512  # px: the shown image (and its heat map) is at most this large
 

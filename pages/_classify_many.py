@@ -11,10 +11,9 @@ import streamlit as st
 
 from core.classify_many import classify_archive, rows_to_csv
 from core.infer import LoadedModel
-from pages._common import pct, user_errors
+from pages._common import IMAGE_TYPES, pct, user_errors
 from pages.charts import confusion_figure
 
-IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
 RESULT_KEY = "classify_many_result"
 TOP_K = 3
 

@@ -8,8 +8,7 @@ import streamlit as st
 from PIL import Image
 
 from core.infer import LoadedModel, load_model
-from core.runs import run_folder
-from pages._common import pct, plain
+from pages._common import pct, plain, weights_stamp
 
 MAX_CLASSES_LISTED = 12
 
@@ -28,14 +27,6 @@ def model_for(run_id: str) -> LoadedModel:
     """The run's model, loaded once and kept (st.cache_resource); ModelUnavailable (a
     ValueError) with a sentence when its checkpoint is missing or broken."""
     return cached_model(run_id, weights_stamp(run_id))
-
-
-def weights_stamp(run_id: str) -> int:
-    """The best checkpoint's mtime: a key that changes when the run is trained further."""
-    try:
-        return (run_folder(run_id) / "best.safetensors").stat().st_mtime_ns
-    except FileNotFoundError:
-        return 0  # load_model says what is missing
 
 
 def best_run_id(runs: list[dict]) -> str:

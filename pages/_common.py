@@ -13,6 +13,7 @@ import streamlit as st
 
 from core import jobs
 from core.data.dataset import DatasetError
+from core.data.images import IMAGE_EXTENSIONS
 from core.runs import run_folder
 from core.store import Store, StoreUnavailable
 from models import ModelError
@@ -22,6 +23,7 @@ USER_ERRORS = (ValueError, DatasetError, ModelError, OSError)  # ModelUnavailabl
 APP_SCRIPT = Path(__file__).resolve().parent.parent / "app.py"
 MAX_LOGS = 24  # metric logs kept per session (the oldest are dropped)
 ACTIVE = ("queued", "running")
+IMAGE_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)  # what the uploaders take
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
 SHORTCODE_START = re.compile(r":(?=[A-Za-z])")
 
@@ -139,6 +141,14 @@ def keep_jobs_moving(db: Store) -> list[dict]:
 def has_model(run: dict) -> bool:
     folder = run_folder(run["run_id"])
     return (folder / "model.json").exists() and (folder / "best.safetensors").exists()
+
+
+def weights_stamp(run_id: str) -> int:
+    """The best checkpoint's mtime: a key that changes when the run is trained further."""
+    try:
+        return (run_folder(run_id) / "best.safetensors").stat().st_mtime_ns
+    except FileNotFoundError:
+        return 0  # the loader says what is missing
 
 
 def log_tail(run_id: str, lines: int = 40) -> str:

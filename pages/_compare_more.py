@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from functools import partial
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -16,6 +15,7 @@ from core.compare import (
     inference_latency,
     per_class_comparison,
     run_confusion,
+    top_confusions,
     tradeoff_points,
 )
 from pages._common import PAGES, has_model, plain, store, switch_to, user_errors
@@ -34,15 +34,6 @@ TRADEOFFS = [  # (x column, title, x-axis title)
     ("latency_p50_ms", "Accuracy against inference latency", "latency (ms, CPU, batch 1)"),
     ("train_seconds", "Accuracy against training time", "training time (s)"),
 ]
-
-
-def top_confusions(classes: list[str], matrix, k: int = 3) -> list[tuple[str, str, int, int]]:
-    """The k largest off-diagonal cells: (true, predicted, images, images of that class)."""
-    matrix = np.asarray(matrix)
-    cells = [(int(matrix[t, p]), t, p) for t in range(len(classes)) for p in range(len(classes))
-             if t != p and matrix[t, p] > 0]
-    cells.sort(key=lambda cell: (-cell[0], cell[1], cell[2]))
-    return [(classes[t], classes[p], n, int(matrix[t].sum())) for n, t, p in cells[:k]]
 
 
 def confusion_sentence(run: dict) -> str:

@@ -9,9 +9,8 @@ import streamlit as st
 
 from core import datasets
 from core.data.dataset import Dataset, list_datasets
-from pages._common import plain, user_errors
+from pages._common import IMAGE_TYPES, plain, user_errors
 
-IMAGE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
 REPORT_KEY = "import_report"
 
 

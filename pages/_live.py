@@ -6,12 +6,20 @@ pass asks the store only for rows from the last step drawn (pages._common.metric
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
 from core.store import Store
-from pages._common import ACTIVE, count, duration, log_tail, metric_log, pct, plain, store
+from pages._common import (
+    ACTIVE,
+    count,
+    duration,
+    log_tail,
+    metric_log,
+    pct,
+    plain,
+    run_seconds,
+    store,
+)
 from pages.charts import TRAIN, VAL, Trace, line_figure
 from pages.metric_log import MetricLog
 
@@ -38,7 +46,7 @@ def headline(run: dict, log: MetricLog) -> None:
                    help=f"best {pct(run['best_val_acc'])}")
     cols[2].metric("Images / s", fmt(log.latest("images_per_s"), "{:,.0f}"))
     cols[3].metric("Learning rate", fmt(log.latest("lr"), "{:.3g}"))
-    cols[4].metric("Elapsed", duration(elapsed(run)))
+    cols[4].metric("Elapsed", duration(run_seconds(run)))
     gpu = log.latest("gpu_mem_gb")
     if gpu is not None:
         st.caption(f"GPU memory (peak allocated): {gpu:.2f} GiB" + gpu_utilisation())
@@ -46,12 +54,6 @@ def headline(run: dict, log: MetricLog) -> None:
 
 def fmt(value: float | None, pattern: str) -> str:
     return "–" if value is None else pattern.format(value)
-
-
-def elapsed(run: dict) -> float | None:
-    if not run.get("started_at"):
-        return None
-    return (run.get("finished_at") or time.time()) - run["started_at"]
 
 
 def gpu_utilisation() -> str:

@@ -3,8 +3,6 @@ analysis, rename, delete."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import streamlit as st
 
 from core import jobs
@@ -12,6 +10,7 @@ from core.run_card import clone_config, rerun_config
 from core.runs import delete_run
 from core.store import Store
 from pages._common import (
+    ACTIVE,
     PAGES,
     USER_ERRORS,
     confirm_delete,
@@ -22,8 +21,8 @@ from pages._common import (
 )
 
 
-def stop_button(run: dict, db: Store, slots: Iterator) -> None:
-    if run["status"] in ("queued", "running") and next(slots).button(
+def stop_button(run: dict, db: Store, bar) -> None:
+    if run["status"] in ACTIVE and bar.button(
             "Stop", key="run_stop", icon=":material/stop:",
             help="Stops after the current step; the best model is kept"):
         with user_errors("stop the run"):
@@ -32,8 +31,8 @@ def stop_button(run: dict, db: Store, slots: Iterator) -> None:
             st.rerun()
 
 
-def resume_button(run: dict, db: Store, slots: Iterator) -> None:
-    if run["status"] in jobs.RESUMABLE and next(slots).button(
+def resume_button(run: dict, db: Store, bar) -> None:
+    if run["status"] in jobs.RESUMABLE and bar.button(
             "Resume", key="run_resume", icon=":material/play_arrow:",
             help="Continues from the last finished epoch"):
         with user_errors("resume the run"):
@@ -41,8 +40,8 @@ def resume_button(run: dict, db: Store, slots: Iterator) -> None:
             st.rerun()
 
 
-def rerun_button(run: dict, db: Store, slots: Iterator) -> None:
-    next(slots).button("Re-run exactly", key="run_rerun", icon=":material/replay:",
+def rerun_button(run: dict, db: Store, bar) -> None:
+    bar.button("Re-run exactly", key="run_rerun", icon=":material/replay:",
                        on_click=queue_rerun, args=(run, db),
                        help="Queue a new run with this exact config: same data, seed and "
                             "settings")
@@ -59,24 +58,24 @@ def queue_rerun(run: dict, db: Store) -> None:
         st.session_state["rerun_error"] = f"Could not re-run: {plain(error)}"
 
 
-def clone_button(run: dict, slots: Iterator) -> None:
-    if next(slots).button("Clone and edit", key="run_clone", icon=":material/content_copy:",
+def clone_button(run: dict, bar) -> None:
+    if bar.button("Clone and edit", key="run_clone", icon=":material/content_copy:",
                           help="Open the Train form with these settings"):
         with user_errors("clone the run"):
             st.session_state["clone_config"] = clone_config(run).to_dict()
             switch_to(PAGES["train"])
 
 
-def analyse_button(run: dict, slots: Iterator) -> None:
-    if run["status"] not in ("queued", "running") and has_model(run) and next(slots).button(
+def analyse_button(run: dict, bar) -> None:
+    if run["status"] not in ACTIVE and has_model(run) and bar.button(
             "Error analysis", key="run_mistakes", icon=":material/troubleshoot:",
             help="The validation images this model gets wrong"):
         st.session_state["mistakes_run"] = run["run_id"]
         switch_to(PAGES["mistakes"])
 
 
-def rename_control(run: dict, db: Store, slots: Iterator) -> None:
-    with next(slots).popover("Rename", icon=":material/edit:"):
+def rename_control(run: dict, db: Store, bar) -> None:
+    with bar.popover("Rename", icon=":material/edit:"):
         new_name = st.text_input("New name", value=run["name"], max_chars=128,
                                  key=f"rename_{run['run_id']}")
         if st.button("Save name", key="run_rename_save"):
@@ -88,11 +87,11 @@ def rename_control(run: dict, db: Store, slots: Iterator) -> None:
                 st.rerun()
 
 
-def delete_control(run: dict, db: Store, slots: Iterator) -> None:
-    if run["status"] in ("queued", "running"):
+def delete_control(run: dict, db: Store, bar) -> None:
+    if run["status"] in ACTIVE:
         return
     if st.session_state.get("confirm_delete_run") != run["run_id"]:
-        if next(slots).button("Delete…", key="run_delete", icon=":material/delete:"):
+        if bar.button("Delete…", key="run_delete", icon=":material/delete:"):
             st.session_state["confirm_delete_run"] = run["run_id"]
             st.rerun()
         return
@@ -103,12 +102,11 @@ def delete_control(run: dict, db: Store, slots: Iterator) -> None:
 
 def action_bar(run: dict, db: Store) -> None:
     """The buttons that apply to the run's status, left to right without gaps."""
-    bar = st.container(horizontal=True)
-    slots = iter([bar] * 8)  # each action that applies takes the next place in the row
-    stop_button(run, db, slots)
-    resume_button(run, db, slots)
-    rerun_button(run, db, slots)
-    clone_button(run, slots)
-    analyse_button(run, slots)
-    rename_control(run, db, slots)
-    delete_control(run, db, slots)
+    bar = st.container(horizontal=True)  # each action that applies takes the next place
+    stop_button(run, db, bar)
+    resume_button(run, db, bar)
+    rerun_button(run, db, bar)
+    clone_button(run, bar)
+    analyse_button(run, bar)
+    rename_control(run, db, bar)
+    delete_control(run, db, bar)

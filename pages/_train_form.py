@@ -22,13 +22,14 @@ from models import (
     list_timm_models,
     model_profile,
 )
+from models.pretrained import TIMM_ARCH as LITE0_TIMM_ARCH
 from pages._common import count, has_model, pct, plain
 from pages._layer_editor import layer_editor, load_spec_into_editor
 
 KINDS = ["Preset", "timm architecture", "Pretrained EfficientNet-Lite0", "Custom layers"]
 CUSTOM_NAME = "custom-cnn"
 FROM_SCRATCH = ""  # the init_from choice "no earlier run"
-LITE0_FAMILY = {PRETRAINED_NAME, "tf_efficientnet_lite0"}  # the same network, same layer names
+LITE0_FAMILY = {PRETRAINED_NAME, LITE0_TIMM_ARCH}  # the same network, same layer names
 IMAGE_SIZES = [0, 16, 24, 28, 32, 48, 64, 96, 128, 160, 192, 224, 256]  # 0: the dataset's own
 DEFAULTS = TrainConfig(data="")
 DEFAULT_EMA_DECAY = 0.999

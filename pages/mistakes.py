@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.compare import top_confusions
 from core.data.dataset import load_dataset
 from core.mistakes import (
     cell_images,
@@ -15,8 +16,8 @@ from core.mistakes import (
     confusion_from_predictions,
     validation_predictions,
 )
-from core.runs import run_folder
 from pages._common import (
+    ACTIVE,
     ICONS,
     PAGES,
     ensure_routed,
@@ -26,16 +27,16 @@ from pages._common import (
     run_label,
     store,
     user_errors,
+    weights_stamp,
 )
 from pages._compare_charts import clickable_confusion, png_config
-from pages._compare_more import top_confusions
 from pages._mistake_marks import gallery, save_panel
 
 VIEWS = ["Confusion cell", "Most confident mistakes", "Class gallery"]
 
 
 @st.cache_data(max_entries=8, show_spinner="Predicting the validation images…")
-def predictions(run_id: str, weights_stamp: int) -> pd.DataFrame:
+def predictions(run_id: str, stamp: int) -> pd.DataFrame:
     """Validation predictions of the run's best checkpoint (recomputed when it changes)."""
     return validation_predictions(run_id, store())
 
@@ -100,8 +101,7 @@ def cell_view(run: dict, frame: pd.DataFrame, classes: list[str], limit: int):
 
 
 def analysis(run: dict) -> None:
-    stamp = (run_folder(run["run_id"]) / "best.safetensors").stat().st_mtime_ns
-    frame = predictions(run["run_id"], stamp)
+    frame = predictions(run["run_id"], weights_stamp(run["run_id"]))
     dataset = load_dataset(run["data"])
     classes = list(dataset.classes)
     wrong = int((~frame["correct"]).sum())
@@ -134,7 +134,7 @@ st.caption("What a run gets wrong on its validation images. Mark images that are
            "should go, and save a new version of the dataset to retrain on; the original stays "
            "as it is.")
 finished = [run for run in store().list_runs()
-            if run["status"] not in ("queued", "running") and has_model(run)]
+            if run["status"] not in ACTIVE and has_model(run)]
 if not finished:
     st.info("No trained model yet. Error analysis opens a finished run's validation images; "
             "train a model first.")

@@ -1,10 +1,9 @@
 """Runs: every run in a sortable table (tick several to compare them), and one run's live
 view with its controls and its run card."""
 
-import numpy as np
 import streamlit as st
 
-from core.runs import run_folder
+from core.compare import run_confusion
 from pages._common import (
     ACTIVE,
     ICONS,
@@ -94,7 +93,7 @@ def pick_from_table() -> None:
 
 def per_class(run: dict) -> None:
     summary = run.get("summary") or {}
-    rows, classes = summary.get("per_class"), [row["class"] for row in summary.get("per_class", [])]
+    rows = summary.get("per_class")
     if not rows:
         return
     left, right = st.columns([2, 3])
@@ -102,10 +101,9 @@ def per_class(run: dict) -> None:
     three_places = st.column_config.NumberColumn(format="%.3f")
     left.dataframe(rows, hide_index=True, column_config=dict.fromkeys(
         ("accuracy", "precision", "f1"), three_places))
-    path = run_folder(run["run_id"]) / "confusion_test.npy"
-    matrix = summary.get("confusion") or (np.load(path).tolist() if path.exists() else None)
-    if matrix:
-        right.plotly_chart(confusion_figure(matrix, classes), key="run_confusion")
+    if summary.get("confusion"):
+        classes, matrix = run_confusion(run)
+        right.plotly_chart(confusion_figure(matrix.tolist(), classes), key="run_confusion")
 
 
 def run_view(run: dict) -> None:

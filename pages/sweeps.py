@@ -92,9 +92,6 @@ def sweep_form(datasets: list[str], taken: set[str]) -> None:
         st.caption(f"This queues **{len(configs)} runs** ({grid}); they train one after another.")
         if st.button("Queue the sweep", type="primary", key="sweep_go",
                      icon=":material/play_arrow:"):
-            if group.strip() in taken:
-                raise ValueError(f"There is already a sweep named {group.strip()}; choose "
-                                 "another name.")
             submit_sweep(group, configs, store())
             st.session_state["sweep_pick"] = group.strip()
             st.toast(f"Queued {len(configs)} runs as sweep {plain(group.strip())}")

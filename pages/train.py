@@ -1,7 +1,5 @@
 """Train: pick a dataset and a model, set the hyperparameters, preview the schedule, start."""
 
-import importlib.util
-
 import streamlit as st
 
 from core import jobs
@@ -25,8 +23,6 @@ from pages._train_form import (
 )
 from pages.charts import lr_find_figure, lr_schedule_figure
 
-HAS_LR_FIND = importlib.util.find_spec("core.lr_find") is not None
-
 
 def steps_per_epoch(config: TrainConfig, train_images: int) -> int:
     """For the preview; an auto batch is found when the run starts, so any guess draws the same
@@ -45,8 +41,6 @@ def use_suggestion(value: float) -> None:
 
 def lr_range_test(config: TrainConfig) -> None:
     """The LR range test (core.lr_find): a short run with a rising learning rate."""
-    if not HAS_LR_FIND:
-        return
     st.markdown("**LR range test** — trains briefly while raising the learning rate; pick a "
                 "rate a little below where the loss falls fastest.")
     if st.button("Run the LR range test", key="lr_find_go"):

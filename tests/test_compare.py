@@ -24,6 +24,7 @@ from core.compare import (
     pareto_front,
     per_class_comparison,
     run_colors,
+    top_confusions,
 )
 from core.config import TrainConfig
 from core.run_card import NOT_RECORDED, clone_config, rerun_config, run_card
@@ -344,3 +345,9 @@ def test_run_card_prefers_the_split_recorded_at_run_time(two_runs):
         "split_seed": 5}))
     dataset = run_card(run_id, store)["dataset"]
     assert (dataset["splits"], dataset["split_seed"], dataset["changed"]) == (recorded, 5, False)
+
+
+def test_top_confusions_lists_the_largest_mistakes_first() -> None:
+    matrix = [[5, 2, 0], [4, 3, 1], [0, 0, 9]]
+    assert top_confusions(["a", "b", "c"], matrix, k=2) == [("b", "a", 4, 8), ("a", "b", 2, 7)]
+    assert top_confusions(["a", "b"], [[3, 0], [0, 3]]) == []

@@ -21,7 +21,6 @@ from core.data.dataset import list_datasets, load_dataset
 from core.mistakes import cell_images, validation_predictions
 from core.runs import delete_run, execute_run, new_run
 from core.store import Store
-from pages._compare_more import top_confusions
 from pages._compare_sections import short_names
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -197,12 +196,6 @@ def test_short_names_drop_the_parts_every_name_shares() -> None:
     assert short_names(["run one", "run two"]) == ["run one", "run two"]
 
 
-def test_top_confusions_lists_the_largest_mistakes_first() -> None:
-    matrix = [[5, 2, 0], [4, 3, 1], [0, 0, 9]]
-    assert top_confusions(["a", "b", "c"], matrix, k=2) == [("b", "a", 4, 8), ("a", "b", 2, 7)]
-    assert top_confusions(["a", "b"], [[3, 0], [0, 3]]) == []
-
-
 # Run card -----------------------------------------------------------------------------------
 
 def test_run_card_shows_the_environment_and_rerun_queues_the_same_config(trained) -> None:
@@ -247,12 +240,15 @@ def test_a_cell_opens_its_images_and_marks_save_a_new_dataset_version(trained) -
 
 
 def test_the_most_confident_mistakes_and_class_galleries_show_images(trained) -> None:
-    at = open_page("pages/mistakes.py", mistakes_run=trained["small-cnn"])
+    run_id = trained["small-cnn"]
+    at = open_page("pages/mistakes.py", mistakes_run=run_id)
     at.button_group(key="mistakes_view").set_value("Class gallery").run()
     assert not at.exception, at.exception
     assert len(at.get("image")) == 10  # shapes: 10 validation images per class
     at.button_group(key="mistakes_view").set_value("Most confident mistakes").run()
     assert not at.exception, at.exception
+    wrong = int((~validation_predictions(run_id)["correct"]).sum())
+    assert len(at.get("image")) == min(24, wrong)  # every mistake, up to "Images at most"
 
 
 # Sweep --------------------------------------------------------------------------------------
@@ -289,10 +285,15 @@ def test_a_sweep_with_a_bad_learning_rate_says_what_to_write(shapes_dataset) -> 
     assert "sweep_go" not in [button.key for button in at.button], "nothing to queue"
 
 
-@pytest.mark.parametrize("page", ["pages/compare.py", "pages/sweeps.py", "pages/mistakes.py"])
-def test_the_new_pages_say_what_to_do_on_an_empty_workspace(studio_home, page: str) -> None:
+@pytest.mark.parametrize(("page", "says", "links_to"), [
+    ("pages/compare.py", "No runs to compare yet", "train"),
+    ("pages/sweeps.py", "Add a dataset first", "datasets"),
+    ("pages/mistakes.py", "No trained model yet", "train")])
+def test_the_new_pages_say_what_to_do_on_an_empty_workspace(studio_home, page: str, says: str,
+                                                            links_to: str) -> None:
     at = open_page(page)
-    assert at.title and at.info
+    assert says in texts(at.info)
+    assert links_to in [link.proto.page for link in at.get("page_link")]  # URL paths
 
 
 def test_compare_copes_with_one_run_a_queued_run_and_a_failed_one(trained) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from core.config import TrainConfig
 from core.store import Store
-from core.sweep import group_summary, plan_sweep, submit_sweep
+from core.sweep import group_runs, group_summary, plan_sweep, submit_sweep
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +81,14 @@ def test_submit_sweep_queues_every_config_in_the_group():
     assert all(run["group_name"] == "arch" and run["status"] == "queued" for run in runs)
     assert {run["name"] for run in runs} == {f"arch/{c.name}" for c in configs}
     assert configs[0].name == "tiny-cnn/lr=0.002/seed=0"  # the plan itself is left as it was
+
+
+def test_a_second_sweep_may_not_take_a_used_group_name(studio_home):
+    store = Store()
+    submit_sweep("arch", plan_sweep(BASE, ["tiny-cnn"]), store, start_worker=False)
+    with pytest.raises(ValueError, match="already a sweep named arch"):
+        submit_sweep(" arch ", plan_sweep(BASE, ["small-cnn"]), store, start_worker=False)
+    assert len(group_runs(store, "arch")) == 1
 
 
 def test_submit_sweep_needs_a_group_name():
