@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 
-.PHONY: run test lint install install-dev worker clean
+.PHONY: run test test-fast lint install install-dev worker clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +26,11 @@ run: install
 test: install-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# The unit and AppTest lanes only (no browser, torchrun, Ray, kills or soaks)
+test-fast: install-dev
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q tests/unit tests/app
 
 lint: install-dev
 	$(PY) -m ruff check .

@@ -3,7 +3,7 @@
     streamlit run app.py          (or: make run)
 
 The workspace folder is CNN_STUDIO_HOME (default ./workspace), read by core itself.
-Training runs in a background worker process (core.jobs), never in this server.
+Training runs in a background worker process (core.runs), never in this server.
 """
 
 import streamlit as st

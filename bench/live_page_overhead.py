@@ -67,9 +67,9 @@ def chromium_pids() -> list[int]:
 
 
 def train_in_worker(config, store) -> dict:
-    from core import jobs
+    from core.runs import queue
 
-    run_id = jobs.submit(config, store)
+    run_id = queue.submit(config, store)
     while store.get_run(run_id)["status"] in ("queued", "running"):
         time.sleep(0.5)
     return store.get_run(run_id)
@@ -81,9 +81,9 @@ def watched(config, store, port: int, server_pid: int) -> tuple[dict, float, flo
     while it served the live view."""
     from playwright.sync_api import sync_playwright
 
-    from core import jobs
+    from core.runs import queue
 
-    run_id = jobs.submit(config, store)
+    run_id = queue.submit(config, store)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path="/usr/bin/chromium",
                                              args=CHROMIUM_ARGS)
@@ -111,11 +111,11 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["CNN_STUDIO_HOME"] = tempfile.mkdtemp(prefix="cnn-studio-bench-")
 
-    from core.bench import environment_line
+    from core.analysis.bench import environment_line
     from core.config import TrainConfig
-    from core.datasets import add_demo
-    from core.setup import pick_device
+    from core.data.catalog import add_demo
     from core.store import Store
+    from core.training.device import pick_device
 
     add_demo(args.data, "bench")
     store = Store()

@@ -1,4 +1,4 @@
-"""The command line: python -m core … (see DESIGN.md, "Command line").
+"""The command line: python -m core … (core/cli/, docs/architecture.md).
 
 With --json, stdout carries exactly one JSON object; progress goes to stderr.
 Errors a person can fix print one sentence to stderr and exit with status 2.

@@ -1,52 +1,140 @@
-"""The training config: one dataclass, saved as JSON beside every run."""
+"""The training config: one dataclass, saved as JSON beside every run, and the one schema of
+every training setting.
+
+Each field carries its metadata (`Setting`): the label and help a person reads, the choices
+or the range it takes, and the group it belongs to. The command line (core.cli.train) and the
+Train and Sweep forms (pages) build their flags and widgets from it, and `validate()` checks
+against it, so a setting is described once, here.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16")
 AUTO_BATCH = 0  # batch_size meaning "find the largest that fits the device"
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 2e-3, "rmsprop": 1e-3}  # peak learning rates
+
+# Where a setting sits on the Train form (and the order of `--help`'s groups).
+MAIN, OPTIMISATION, AUGMENTATION, EVALUATION, DEVICE, TRANSFER, RUN = (
+    "main", "optimisation", "augmentation", "evaluation", "device", "transfer", "run")
+GROUPS = (MAIN, OPTIMISATION, AUGMENTATION, EVALUATION, DEVICE, TRANSFER, RUN)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What a person needs to know about one training setting."""
+    label: str  # the form's label
+    help: str  # one or two sentences: the flag's help and the widget's tooltip
+    group: str = MAIN
+    choices: tuple = ()  # the values it may take (empty: any of its type)
+    low: float | None = None  # the smallest value it may take (inclusive)
+    high: float | None = None  # the largest (inclusive)
+    step: float | None = None  # the form's step for a number
+    cli: bool = True  # a `--flag` of `python -m core train`
+
+
+def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING,
+            **meta: Any) -> Any:
+    """A dataclass field with its Setting."""
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"setting": Setting(**meta)})
+    return field(default=default, metadata={"setting": Setting(**meta)})
 
 
 @dataclass
 class TrainConfig:
-    data: str  # dataset name in the workspace
-    model: str = "tiny-cnn"  # preset, timm name, or path to a JSON layer spec
-    epochs: int = 10
-    batch_size: int = 64  # AUTO_BATCH (0): the largest that fits the device (core.batch_size)
-    lr: float | None = None  # peak learning rate; None: DEFAULT_LR for the optimizer
-    optimizer: str = "adamw"
-    momentum: float = 0.9  # sgd momentum, rmsprop momentum
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    schedule: str = "onecycle"
-    warmup_epochs: float = 0.0  # linear warmup before cosine/step/constant (one-cycle has its own)
-    step_size: int = 10  # epochs between decays for the step schedule
-    gamma: float = 0.1  # decay factor for the step schedule
-    label_smoothing: float = 0.0
-    image_size: int | None = None  # None: the dataset's own size (see cache.default_image_size)
-    flip: bool = True
-    pad_crop: int = 2  # pixels of random translation (reflect-pad and crop)
-    jitter: float = 0.0  # colour jitter strength
-    patience: int = 0  # early stopping: epochs without val-loss improvement; 0 = off
-    tta_flip: bool = False  # evaluate on each image and its mirror image, averaging the logits
-    ema_decay: float | None = None  # evaluate an EMA of the weights (e.g. 0.999); None: off
-    budget_minutes: float | None = None  # end at the first epoch boundary that would pass this
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | mps
-    gpus: int = 1  # data-parallel ranks, one per GPU (torchrun + DDP, core.distributed); with
-    # several, batch_size is the GLOBAL batch, split evenly, and the learning rate is not scaled
-    precision: str = "auto"  # auto (bf16 on CUDA that has it, else fp32) | fp32 | bf16
-    compile: bool = False  # "fastest": torch.compile (CUDA graphs for small images on CUDA),
-    # falling back to plain compile, then eager, if it fails
-    freeze_epochs: int = 0  # pretrained models: epochs with the backbone frozen
-    init_from: str | None = None  # run id whose weights start this run (new head if classes differ)
-    name: str | None = None
-    recipe: str | None = None  # the core.recipes preset this config started from, if any
-    extra: dict = field(default_factory=dict)
+    data: str = setting(label="Dataset", help="The dataset's name in the workspace.")
+    model: str = setting(
+        "tiny-cnn", label="Model",
+        help="A preset (tiny-cnn, small-cnn, resnet9, …), any timm architecture by name, or "
+             "the path to a JSON layer spec.")
+    epochs: int = setting(10, label="Epochs", help="Passes over the training set.",
+                          low=1, high=100_000)
+    batch_size: int = setting(
+        64, label="Batch size", low=AUTO_BATCH, high=65_536,
+        help="Images per step; auto (0): the largest that fits the GPU, found once and "
+             "remembered (128 on a CPU).")
+    lr: float | None = setting(
+        None, label="Peak learning rate", low=1e-6, high=10.0,
+        help="The schedule scales this over the run; unset: a default for the optimizer "
+             "(sgd 0.05, adam 0.001, adamw 0.002, rmsprop 0.001).")
+    optimizer: str = setting("adamw", label="Optimizer", choices=OPTIMIZERS,
+                             help="How the weights follow their gradients.")
+    momentum: float = setting(0.9, label="Momentum (sgd, rmsprop)", group=OPTIMISATION,
+                              low=0.0, high=0.999, help="Momentum of sgd and rmsprop.")
+    nesterov: bool = setting(True, label="Nesterov momentum (sgd)", group=OPTIMISATION,
+                             help="Nesterov's look-ahead form of sgd's momentum.")
+    weight_decay: float = setting(
+        5e-4, label="Weight decay", group=OPTIMISATION, low=0.0, high=1.0,
+        help="L2 penalty on the weights (never on biases or normalisation layers).")
+    schedule: str = setting("onecycle", label="Schedule", choices=SCHEDULES,
+                            help="How the learning rate moves over the run; see the preview.")
+    warmup_epochs: float = setting(
+        0.0, label="Warm-up epochs", group=OPTIMISATION, low=0.0, high=100.0, step=0.5,
+        help="A linear warm-up before the cosine, step and constant schedules (one-cycle has "
+             "its own).")
+    step_size: int = setting(10, label="Step size (epochs)", group=OPTIMISATION, low=1,
+                             high=1000, help="Step schedule: epochs between decays.")
+    gamma: float = setting(0.1, label="Step decay factor", group=OPTIMISATION, low=0.01,
+                           high=1.0, help="Step schedule: the factor of each decay.")
+    label_smoothing: float = setting(
+        0.0, label="Label smoothing", group=OPTIMISATION, low=0.0, high=0.5, step=0.05,
+        help="Train towards slightly softened targets (0.1–0.2 often helps).")
+    image_size: int | None = setting(
+        None, label="Image size", low=8, high=1024,
+        help="Pixels per side the images are resized to; unset: the dataset's own size.")
+    flip: bool = setting(True, label="Random horizontal flip", group=AUGMENTATION,
+                         help="Mirror half of the training images at random.")
+    pad_crop: int = setting(2, label="Random shift (pixels)", group=AUGMENTATION, low=0,
+                            high=8, help="Shift each training image by up to this many pixels.")
+    jitter: float = setting(0.0, label="Colour jitter", group=AUGMENTATION, low=0.0, high=0.5,
+                            step=0.05, help="Brightness and contrast drawn from 1 ± this.")
+    patience: int = setting(
+        0, label="Early stopping patience (0 = off)", group=EVALUATION, low=0, high=100,
+        help="Stop after this many epochs without a lower validation loss.")
+    tta_flip: bool = setting(
+        False, label="Flip test-time augmentation", group=EVALUATION,
+        help="Evaluate each image and its mirror image, averaging the two.")
+    ema_decay: float | None = setting(
+        None, label="EMA decay", group=EVALUATION, low=0.5, high=0.99999, step=0.001,
+        help="Validate, test and keep as best an exponential moving average of the weights "
+             "(0.999: about the last 1,000 steps); unset (or 0 on the command line): off.")
+    budget_minutes: float | None = setting(
+        None, label="Time budget (minutes)", group=EVALUATION, low=0.01, high=100_000.0,
+        help="End at the first epoch boundary that would pass this many minutes.")
+    seed: int = setting(0, label="Seed", group=EVALUATION, low=0, high=2**31 - 1,
+                        help="Seeds the weights, the batch order and the augmentation.")
+    device: str = setting("auto", label="Device", group=DEVICE, choices=DEVICES,
+                          help="Where to train; auto: a GPU when there is one.")
+    gpus: int = setting(
+        1, label="GPUs", group=DEVICE, low=1, high=1024,
+        help="Train data-parallel on this many GPUs (torchrun); the batch size is then the "
+             "global batch, split evenly, and the learning rate is not scaled.")
+    precision: str = setting("auto", label="Precision", group=DEVICE, choices=PRECISIONS,
+                             help="auto: bf16 on a GPU that has it, else fp32.")
+    compile: bool = setting(
+        False, label="Fastest (torch.compile)", group=DEVICE,
+        help="Compile the network (CUDA graphs for small images on a GPU), falling back to "
+             "plain PyTorch if compiling fails.")
+    freeze_epochs: int = setting(
+        0, label="Frozen-backbone epochs", group=TRANSFER, low=0, high=100,
+        help="Pretrained weights: train only the new head for this many epochs first.")
+    init_from: str | None = setting(
+        None, label="Start from an earlier run's weights", group=TRANSFER,
+        help="A run id whose weights start this run (a new head if the classes differ).")
+    name: str | None = setting(None, label="Run name (optional)", group=RUN,
+                               help="A name for the run.")
+    recipe: str | None = setting(None, label="Recipe", group=RUN, cli=False,
+                                 help="The recipe (core.training.recipes) this config started "
+                                      "from, if any.")
+    extra: dict = setting(factory=dict, label="Extra", group=RUN, cli=False,
+                          help="A custom network's layer spec (`spec`).")
 
     def peak_lr(self) -> float:
         return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
@@ -64,35 +152,42 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ValueError with a sentence a person can act on."""
-        problems = []
-        if self.optimizer not in OPTIMIZERS:
-            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            problems.append(f"schedule must be one of {', '.join(SCHEDULES)}")
-        if self.epochs < 1:
-            problems.append("epochs must be at least 1")
-        if self.batch_size < 0:
-            problems.append("batch size must be at least 1 (or 0 / auto: the largest that fits)")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            problems.append("EMA decay must be between 0 and 1, such as 0.999 (or off)")
-        if self.lr is not None and not 0 < self.lr < 100:
-            problems.append("learning rate must be a positive number such as 0.001")
-        if not 0 <= self.label_smoothing < 1:
-            problems.append("label smoothing must be in [0, 1)")
-        if self.image_size is not None and not 8 <= self.image_size <= 1024:
-            problems.append("image size must be between 8 and 1024 pixels")
-        if self.budget_minutes is not None and self.budget_minutes <= 0:
-            problems.append("the time budget must be a positive number of minutes")
-        if self.device not in ("auto", "cpu", "cuda", "mps"):
-            problems.append("device must be auto, cpu, cuda or mps")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            problems.append("precision must be auto, fp32 or bf16")
-        if self.gpus < 1:
-            problems.append("the number of GPUs must be at least 1")
-        elif self.gpus > 1 and (self.batch_size == AUTO_BATCH or self.batch_size % self.gpus):
+        problems = [problem for name, meta in settings().items()
+                    if (problem := out_of_schema(name, meta, getattr(self, name)))]
+        if self.gpus > 1 and (self.batch_size == AUTO_BATCH or self.batch_size % self.gpus):
             problems.append(f"with {self.gpus} GPUs the batch size is the global batch: give a "
                             f"multiple of {self.gpus}, so each GPU takes an equal share")
         if self.gpus > 1 and self.device == "mps":
             problems.append("several GPUs need CUDA (or the CPU): set device to auto or cuda")
         if problems:
             raise ValueError("Invalid training settings: " + "; ".join(problems) + ".")
+
+
+def settings() -> dict[str, Setting]:
+    """Every TrainConfig field's Setting, in field order."""
+    return {f.name: f.metadata["setting"] for f in dataclasses.fields(TrainConfig)}
+
+
+def default_of(name: str) -> Any:
+    """The default value of TrainConfig field `name`."""
+    spec = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return spec.default  # dataclasses.MISSING for `data`, which has none
+
+
+def out_of_schema(name: str, meta: Setting, value: Any) -> str | None:
+    """Why `value` is not a valid `name`, or None. Unset (None) optional settings are valid."""
+    label = meta.label.split(" (")[0].lower()
+    if value is None:
+        return None if default_of(name) is None else f"{label} must be set"
+    if meta.choices and value not in meta.choices:
+        return f"{name.replace('_', ' ')} must be one of {', '.join(meta.choices)}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if meta.low is not None and value < meta.low:
+        return f"{label} must be at least {meta.low:g}" + ("" if meta.high is None else
+                                                           f" (and at most {meta.high:g})")
+    if meta.high is not None and value > meta.high:
+        return f"{label} must be at most {meta.high:g}"
+    return None

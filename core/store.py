@@ -17,7 +17,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import (
@@ -32,6 +32,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     or_,
     select,
     update,
@@ -78,13 +79,14 @@ runs_table = Table(
     Column("finished_at", Float),
     Column("heartbeat_at", Float),
     Column("worker_pid", Integer),
+    Column("worker_host", Text),  # with worker_pid: a reader on this host sees a dead worker
     Column("stop_requested", Integer, nullable=False, default=0),
     Column("error", Text),
     Column("epoch", Integer, nullable=False, default=0),
     Column("best_val_acc", Float),
     Column("last_val_acc", Float),
     Column("test_acc", Float),
-    Column("summary", Text),  # JSON: the result of core.train.fit
+    Column("summary", Text),  # JSON: the result of core.training.loop.fit
 )
 metrics_table = Table(
     "metrics", metadata,
@@ -138,12 +140,25 @@ def engines(url: str) -> tuple[Engine, Engine]:
                 if conn.dialect.name == "postgresql":  # workers starting together on a new db
                     conn.execute(select(func.pg_advisory_xact_lock(SCHEMA_LOCK)))
                 metadata.create_all(conn)
+                add_missing_columns(conn)
         except BaseException:
             writer.dispose()
             reader.dispose()
             raise
         _engines[url] = (writer, reader)
     return _engines[url]
+
+
+def add_missing_columns(conn: Connection) -> None:
+    """A store made by an earlier version lacks the columns added since (all nullable): add
+    them, so an existing workspace keeps working after an upgrade."""
+    inspector = inspect(conn)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
 
 
 def make_engines(url: str) -> tuple[Engine, Engine]:
@@ -309,7 +324,8 @@ class Store:
         with self.writing() as conn:
             conn.execute(update(runs_table).where(runs_table.c.run_id == run_id).values(**fields))
 
-    def claim_next_run(self, worker_pid: int, max_running: int = 1) -> dict | None:
+    def claim_next_run(self, worker_pid: int, max_running: int = 1,
+                       worker_host: str | None = None) -> dict | None:
         """Move the oldest queued run to running for this worker, if a slot is free.
 
         Claims are one at a time: SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock
@@ -330,7 +346,8 @@ class Store:
             claimed = conn.execute(
                 update(runs_table)
                 .where(runs_table.c.run_id == row.run_id, runs_table.c.status == "queued")
-                .values(status="running", worker_pid=worker_pid, started_at=now,
+                .values(status="running", worker_pid=worker_pid, worker_host=worker_host,
+                        started_at=now,
                         heartbeat_at=now, finished_at=None, error=None)).rowcount
         return self.get_run(row.run_id) if claimed == 1 else None
 
@@ -364,6 +381,32 @@ class Store:
                               "Resume to continue from the last checkpoint.")
                 .returning(runs_table.c.run_id)).all()
         return [row.run_id for row in rows]
+
+    def interrupt_dead_runs(self, host: str, alive: Callable[[int], bool]) -> list[str]:
+        """Running rows whose worker ran on `host` and whose pid `alive` says is gone become
+        `interrupted` at once; returns their ids. Each update checks the same pid still holds
+        the run, so a run that a new worker claimed meanwhile is left alone."""
+        with self.reading() as conn:
+            rows = conn.execute(select(runs_table.c.run_id, runs_table.c.worker_pid)
+                                .where(runs_table.c.status == "running",
+                                       runs_table.c.worker_host == host,
+                                       runs_table.c.worker_pid.is_not(None))).all()
+        interrupted = []
+        for row in rows:
+            if alive(row.worker_pid):
+                continue
+            with self.writing() as conn:
+                changed = conn.execute(
+                    update(runs_table).where(runs_table.c.run_id == row.run_id,
+                                             runs_table.c.status == "running",
+                                             runs_table.c.worker_pid == row.worker_pid)
+                    .values(status="interrupted", finished_at=time.time(),
+                            error="The worker process is gone (killed, crashed or stopped with "
+                                  "Ctrl-C). Resume to continue from the last checkpoint.")
+                ).rowcount
+            if changed:
+                interrupted.append(row.run_id)
+        return interrupted
 
     def delete_run(self, run_id: str) -> None:
         with self.writing() as conn:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from pathlib import Path
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+REPO_ROOT = Path(__file__).resolve().parents[1]  # where `python -m core` runs from
 
 
 def home() -> Path:
@@ -50,7 +52,20 @@ def process_alive(pid: int) -> bool:
         return False
     except OSError:  # it exists but belongs to another user
         return True
-    return True
+    return not zombie(pid)
+
+
+def zombie(pid: int) -> bool:
+    """A process that has exited but whose parent has not reaped it yet (Linux's /proc)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def this_host() -> str:
+    """The name a run's worker records, so a reader on the same machine can check its pid."""
+    return socket.gethostname()
 
 
 def check_name(name: str, what: str = "name") -> str:

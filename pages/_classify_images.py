@@ -9,8 +9,8 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from core.explain import grad_cam, overlay
-from core.infer import LoadedModel, open_image
+from core.analysis.explain import grad_cam, overlay
+from core.serving.infer import LoadedModel, open_image
 from pages._classify_model import best_run_id, choose_run, model_for, timed_top_k
 from pages._common import IMAGE_TYPES, pct, plain, weights_stamp
 from pages.charts import top_k_figure

@@ -9,8 +9,8 @@ from pathlib import PurePosixPath
 
 import streamlit as st
 
-from core.classify_many import classify_archive, rows_to_csv
-from core.infer import LoadedModel
+from core.serving.batch import classify_archive, rows_to_csv
+from core.serving.infer import LoadedModel
 from pages._common import IMAGE_TYPES, pct, user_errors
 from pages.charts import confusion_figure
 

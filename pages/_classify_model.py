@@ -7,7 +7,7 @@ import time
 import streamlit as st
 from PIL import Image
 
-from core.infer import LoadedModel, load_model
+from core.serving.infer import LoadedModel, load_model
 from pages._common import pct, plain, weights_stamp
 
 MAX_CLASSES_LISTED = 12

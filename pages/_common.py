@@ -11,10 +11,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from core import jobs
 from core.data.dataset import DatasetError
 from core.data.images import IMAGE_EXTENSIONS
-from core.runs import run_folder
+from core.runs import queue
+from core.runs.record import run_folder
 from core.store import Store, StoreUnavailable
 from models import ModelError
 from pages.metric_log import MetricLog
@@ -131,10 +131,10 @@ def active_runs(runs: list[dict]) -> list[dict]:
 def keep_jobs_moving(db: Store) -> list[dict]:
     """Mark runs whose worker died as interrupted, and start a worker when runs wait with none
     (after a reboot, say). Returns every run, newest first."""
-    jobs.reconcile(db)
+    queue.reconcile(db)
     runs = db.list_runs()
     if any(run["status"] == "queued" for run in runs):
-        jobs.ensure_worker()  # no-op while a worker runs or is starting
+        queue.ensure_worker()  # no-op while a worker runs or is starting
     return runs
 
 
@@ -178,7 +178,7 @@ def metric_log(run: dict, db: Store, names: list[str] | None = None) -> MetricLo
 @st.cache_resource(show_spinner=False)
 def device_label() -> str:
     """The GPU's name and memory, or "CPU" (asked once per server)."""
-    from core.setup import describe_device
+    from core.training.device import describe_device
 
     return describe_device()
 

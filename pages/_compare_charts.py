@@ -2,7 +2,7 @@
 difference matrices, a clickable confusion matrix.
 
 Pure functions (no Streamlit): data in, `go.Figure` out. Colours come from
-core.compare.run_colors so a run looks the same in every chart.
+core.analysis.compare.run_colors so a run looks the same in every chart.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def png_config(filename: str) -> dict:
 def curve_figure(frame: pd.DataFrame, metric: str, runs: Sequence[dict], colors: dict[str, str],
                  title: str, x_title: str, y_title: str, *, percent: bool = False,
                  log_y: bool = False, best: str | None = None) -> go.Figure:
-    """One line per run from a (smoothed) core.compare curves frame. With smoothing the raw
+    """One line per run from a (smoothed) core.analysis.compare curves frame. With smoothing the raw
     values stay faint behind. `best` ("max" or "min") stars each run's best raw point."""
     rows = frame[frame["name"] == metric]
     fig = go.Figure()
@@ -62,8 +62,8 @@ def curve_figure(frame: pd.DataFrame, metric: str, runs: Sequence[dict], colors:
 
 def tradeoff_figure(points: pd.DataFrame, x: str, y: str, colors: dict[str, str], title: str,
                     x_title: str, y_title: str, *, si: bool = False) -> go.Figure:
-    """One marker per run (core.compare.tradeoff_points); the Pareto front joined by a dashed
-    line and its runs ringed. A log x axis when the values span more than tenfold."""
+    """One marker per run (core.analysis.compare.tradeoff_points); the Pareto front joined by a
+    dashed line and its runs ringed. A log x axis when the values span more than tenfold."""
     usable = points.dropna(subset=[x, y])
     fig = go.Figure()
     if usable.empty:
@@ -105,7 +105,7 @@ def padded(values: list[float], log: bool, top: float = 0.15) -> list[float]:
 
 def per_class_figure(frame: pd.DataFrame, metric: str, runs: Sequence[dict],
                      colors: dict[str, str]) -> go.Figure:
-    """Grouped bars: per class, one bar per run (core.compare.per_class_comparison)."""
+    """Grouped bars: per class, one bar per run (core.analysis.compare.per_class_comparison)."""
     fig = go.Figure()
     for run in runs:
         own = frame[frame["run_id"] == run["run_id"]]
@@ -157,7 +157,7 @@ def clickable_confusion(matrix: np.ndarray, classes: Sequence[str], title: str,
 
 
 def parallel_figure(frame: pd.DataFrame, target: str, label: str) -> go.Figure:
-    """Parallel coordinates over core.compare.hyperparameter_frame, coloured by the target."""
+    """Parallel coordinates over compare.hyperparameter_frame, coloured by the target."""
     frame = frame.dropna(subset=[target])
     dimensions = []
     for column in frame.columns:

@@ -8,7 +8,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from core.compare import (
+from core.analysis.compare import (
     comparison_csv,
     confusion_difference,
     hyperparameter_frame,

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from core.compare import comparison_table, config_table, curves, smooth
+from core.analysis.compare import comparison_table, config_table, curves, smooth
 from pages._common import ACTIVE, store
 from pages._compare_charts import curve_figure, png_config
 

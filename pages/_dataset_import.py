@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from core import datasets
+from core.data import catalog
 from core.data.dataset import Dataset, list_datasets
 from pages._common import IMAGE_TYPES, plain, user_errors
 
@@ -54,7 +54,7 @@ def zip_tab() -> None:
     val, test = split_settings("zip")
     if st.button("Import zip", type="primary", disabled=upload is None, key="zip_go"):
         chosen = name.strip() or safe_name(upload.name)
-        run_import("Importing", lambda progress: datasets.import_path(
+        run_import("Importing", lambda progress: catalog.import_path(
             upload, chosen, val=val, test=test, progress=progress))
 
 
@@ -70,7 +70,7 @@ def folder_tab() -> None:
                      "are unknown. Upload a zip of the folder instead, or use Class by class.")
             return
         chosen = name.strip() or "my-dataset"
-        run_import("Importing", lambda progress: datasets.import_uploads(
+        run_import("Importing", lambda progress: catalog.import_uploads(
             entries, chosen, val=val, test=test, progress=progress))
 
 
@@ -96,7 +96,7 @@ def class_by_class_tab() -> None:
         entries = class_entries(ids)
         if entries is not None:
             chosen = name.strip() or "my-classes"
-            run_import("Importing", lambda progress: datasets.import_uploads(
+            run_import("Importing", lambda progress: catalog.import_uploads(
                 entries, chosen, val=val, test=test, progress=progress))
 
 
@@ -125,13 +125,13 @@ def class_entries(ids: list[int]) -> list[tuple[str, bytes]] | None:
 
 def builtin_tab() -> None:
     existing = set(list_datasets())
-    for kind, description in datasets.demo_kinds().items():
+    for kind, description in catalog.demo_kinds().items():
         cols = st.columns([4, 1])
         cols[0].markdown(f"**{kind}** — {description}")
         added = kind in existing
         if cols[1].button("Added" if added else "Add", key=f"demo_{kind}", disabled=added,
                           use_container_width=True):
-            run_import(f"Writing {kind}", lambda progress, kind=kind: datasets.add_demo(
+            run_import(f"Writing {kind}", lambda progress, kind=kind: catalog.add_demo(
                 kind, kind, progress=progress))
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.export import FORMATS, export_run
-from core.runs import run_folder
+from core.runs.record import run_folder
+from core.serving.export import FORMATS, export_run
 from pages._common import count, plain, store, user_errors
 
 FORMAT_LABELS = {"onnx": "ONNX (dynamic batch)", "torchscript": "TorchScript",

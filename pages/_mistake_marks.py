@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.analysis.error_analysis import save_dataset_version
 from core.data.dataset import Dataset, list_datasets
-from core.mistakes import save_dataset_version
 from pages._common import PAGES, plain, switch_to, user_errors
 
 COLUMNS = 6

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import jobs
-from core.run_card import clone_config, rerun_config
-from core.runs import delete_run
+from core.runs import queue
+from core.runs.card import clone_config, rerun_config
+from core.runs.record import delete_run
 from core.store import Store
 from pages._common import (
     ACTIVE,
@@ -26,17 +26,17 @@ def stop_button(run: dict, db: Store, bar) -> None:
             "Stop", key="run_stop", icon=":material/stop:",
             help="Stops after the current step; the best model is kept"):
         with user_errors("stop the run"):
-            jobs.stop(run["run_id"], db)
+            queue.stop(run["run_id"], db)
             st.toast("Stop requested; the run ends within a few seconds.")
             st.rerun()
 
 
 def resume_button(run: dict, db: Store, bar) -> None:
-    if run["status"] in jobs.RESUMABLE and bar.button(
+    if run["status"] in queue.RESUMABLE and bar.button(
             "Resume", key="run_resume", icon=":material/play_arrow:",
             help="Continues from the last finished epoch"):
         with user_errors("resume the run"):
-            jobs.resume(run["run_id"], db)
+            queue.resume(run["run_id"], db)
             st.rerun()
 
 
@@ -52,7 +52,7 @@ def rerun_button(run: dict, db: Store, bar) -> None:
 def queue_rerun(run: dict, db: Store) -> None:
     """A callback, so the new run can become the one shown (the run picker is drawn above)."""
     try:
-        st.session_state["run_pick"] = jobs.submit(rerun_config(run), db)
+        st.session_state["run_pick"] = queue.submit(rerun_config(run), db)
         st.toast(f"Queued {plain(run['name'])}-rerun with the same config")
     except USER_ERRORS as error:
         st.session_state["rerun_error"] = f"Could not re-run: {plain(error)}"

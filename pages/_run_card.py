@@ -1,5 +1,5 @@
 """A run's card on the Runs page: dataset (name, content hash, split), seed, environment and the
-full config — what it takes to understand and reproduce the run (core.run_card)."""
+full config — what it takes to understand and reproduce the run (core.runs.card)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime
 
 import streamlit as st
 
-from core.run_card import NOT_RECORDED, run_card
+from core.runs.card import NOT_RECORDED, run_card
 from pages._common import plain, store, user_errors
 
 ENVIRONMENT = {"torch": "PyTorch", "cuda": "CUDA", "device": "device", "gpu": "GPU",

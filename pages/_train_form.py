@@ -10,10 +10,10 @@ import streamlit as st
 from core.config import AUTO_BATCH, DEFAULT_LR, OPTIMIZERS, SCHEDULES, TrainConfig
 from core.data.cache import default_image_size
 from core.data.dataset import Dataset, load_dataset
-from core.distributed import visible_gpus
-from core.recipes import RECIPES, recipe_settings, suggested_recipe
-from core.runs import run_folder
-from core.setup import read_model_card
+from core.runs.record import run_folder
+from core.training.device import visible_gpus
+from core.training.model_card import read_model_card
+from core.training.recipes import RECIPES, recipe_settings, suggested_recipe
 from models import (
     PRETRAINED_NAME,
     create_model,
@@ -92,7 +92,7 @@ def use_recipe(name: str, data: str) -> None:
 
 
 def recipe_picker(data: str) -> None:
-    """One click fills the form with a recipe adapted to the dataset (core.recipes)."""
+    """One click fills the form with a recipe adapted to the dataset (core.training.recipes)."""
     cols = st.columns([2, *[1] * len(RECIPES)], vertical_alignment="center")
     cols[0].markdown("**Recipes** — one click fills the form below for this dataset")
     suggested = suggested_recipe(visible_gpus() > 0)
@@ -179,7 +179,7 @@ def source_classes(run_id: str) -> list[str]:
 
 def init_caption(source: list[str], target: list[str]) -> str:
     """What starting from a run with classes `source` keeps, for a dataset with `target`.
-    (core.setup.load_matching_weights keeps every layer whose shape matches.)"""
+    (core.training.prepare.load_matching_weights keeps every layer whose shape matches.)"""
     if source == target:
         return ("Same classes as this dataset: every layer starts from that run, the classifier "
                 "head included.")

@@ -4,7 +4,7 @@ what is fastest, what each confuses, and what differs in their settings."""
 import pandas as pd
 import streamlit as st
 
-from core.compare import config_diff, run_colors
+from core.analysis.compare import config_diff, run_colors
 from pages._common import (
     ACTIVE,
     ICONS,

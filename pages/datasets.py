@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from core import datasets
+from core.data import catalog
 from core.data.dataset import list_datasets
 from pages._common import ICONS, PAGES, confirm_delete, ensure_routed, plain, store, user_errors
 from pages._dataset_import import add_dataset_panel
@@ -27,7 +27,7 @@ def delete_control(name: str) -> None:
     confirm_delete("dataset", name,
                    f"Delete dataset {plain(repr(name))} and its images from the workspace? This "
                    f"cannot be undone. {len(used)} run(s) trained on it keep their models, but "
-                   "cannot be resumed or cloned without it.", lambda: datasets.remove(name))
+                   "cannot be resumed or cloned without it.", lambda: catalog.remove(name))
 
 
 def show_dataset(name: str) -> None:

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from core import jobs
 from core.data.dataset import list_datasets
+from core.runs import queue
 from core.workspace import home
 from pages._common import (
     ICONS,
@@ -25,7 +25,7 @@ def workspace_status(dataset_count: int, runs: list[dict]) -> None:
     cols[0].metric("Datasets", dataset_count)
     cols[1].metric("Runs", len(runs), help=f"{len(done)} completed")
     cols[2].metric("Active jobs", len(active),
-                   help="worker running" if jobs.worker_alive() else "no worker running")
+                   help="worker running" if queue.worker_alive() else "no worker running")
     cols[3].metric("Device", device_label())
     st.caption(f"Workspace folder: {plain(home())}")
 

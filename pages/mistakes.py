@@ -7,15 +7,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.compare import top_confusions
-from core.data.dataset import load_dataset
-from core.mistakes import (
+from core.analysis.compare import top_confusions
+from core.analysis.error_analysis import (
     cell_images,
     class_gallery,
     confident_mistakes,
     confusion_from_predictions,
     validation_predictions,
 )
+from core.data.dataset import load_dataset
 from pages._common import (
     ACTIVE,
     ICONS,

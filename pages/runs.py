@@ -3,7 +3,7 @@ view with its controls and its run card."""
 
 import streamlit as st
 
-from core.compare import run_confusion
+from core.analysis.compare import run_confusion
 from pages._common import (
     ACTIVE,
     ICONS,

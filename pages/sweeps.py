@@ -6,9 +6,9 @@ import math
 import pandas as pd
 import streamlit as st
 
+from core.analysis.sweep import group_runs, group_summary, plan_sweep, submit_sweep
 from core.config import OPTIMIZERS, TrainConfig
 from core.data.dataset import list_datasets
-from core.sweep import group_runs, group_summary, plan_sweep, submit_sweep
 from models import list_models, list_presets
 from pages._common import (
     ACTIVE,

@@ -2,12 +2,12 @@
 
 import streamlit as st
 
-from core import jobs
-from core.batch_size import NO_PROBE_BATCH
 from core.config import TrainConfig
 from core.data.cache import default_image_size
 from core.data.dataset import list_datasets
-from core.schedule import lr_curve
+from core.runs import queue
+from core.training.batch_size import NO_PROBE_BATCH
+from core.training.schedule import lr_curve
 from pages._common import ICONS, PAGES, ensure_routed, go_to_run, store, user_errors
 from pages._dataset_view import current_dataset
 from pages._train_form import (
@@ -40,11 +40,11 @@ def use_suggestion(value: float) -> None:
 
 
 def lr_range_test(config: TrainConfig) -> None:
-    """The LR range test (core.lr_find): a short run with a rising learning rate."""
+    """The LR range test (core.training.lr_find): a short run with a rising learning rate."""
     st.markdown("**LR range test** — trains briefly while raising the learning rate; pick a "
                 "rate a little below where the loss falls fastest.")
     if st.button("Run the LR range test", key="lr_find_go"):
-        from core.lr_find import lr_find
+        from core.training.lr_find import lr_find
 
         with user_errors("run the LR range test"), st.spinner("Running the LR range test…"):
             st.session_state["lr_find_result"] = lr_find(config)
@@ -59,7 +59,7 @@ def lr_range_test(config: TrainConfig) -> None:
 
 def start(config: TrainConfig) -> None:
     with user_errors("start the run"):
-        run_id = jobs.submit(config, store())
+        run_id = queue.submit(config, store())
         st.session_state.pop("lr_find_result", None)
         go_to_run(run_id)
 

@@ -99,7 +99,7 @@ def drop_database(server, name: str) -> None:
 @pytest.fixture
 def shapes_dataset(studio_home: Path):
     """The built-in `shapes` demo (300 32x32 colour images, 3 classes) as dataset `shapes`."""
-    from core.datasets import add_demo
+    from core.data.catalog import add_demo
 
     return add_demo("shapes", "shapes")
 
@@ -107,7 +107,7 @@ def shapes_dataset(studio_home: Path):
 @pytest.fixture(scope="module")
 def shapes_workspace(tmp_path_factory: pytest.TempPathFactory):
     """A workspace shared by one test module, holding the `shapes` demo; yields its Store."""
-    from core.datasets import add_demo
+    from core.data.catalog import add_demo
     from core.store import Store
 
     with pytest.MonkeyPatch.context() as patch:
@@ -122,7 +122,8 @@ def train_shapes_run():
     """A function that trains a run on `shapes` in this process (one epoch of tiny-cnn on the
     CPU unless told otherwise) and returns its id; a few seconds each."""
     from core.config import TrainConfig
-    from core.runs import execute_run, new_run
+    from core.runs.execute import execute_run
+    from core.runs.record import new_run
 
     def train(store, **settings) -> str:
         config = TrainConfig(**({"data": "shapes", "model": "tiny-cnn", "epochs": 1,
@@ -132,3 +133,14 @@ def train_shapes_run():
         return run_id
 
     return train
+
+
+LANES = ("unit", "app", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test carries its lane's marker (its folder), so `-m unit`, `-m "not e2e"` select."""
+    for item in items:
+        lane = next((part for part in Path(item.path).parts if part in LANES), None)
+        if lane:
+            item.add_marker(lane)

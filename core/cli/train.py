@@ -1,0 +1,163 @@
+"""`train` and `lr-find`: their flags are made from the training config's schema
+(core.config), so every setting is a flag with the help, choices and range written there."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from core.cli.common import Result, command, fmt
+from core.config import AUTO_BATCH, GROUPS, Setting, TrainConfig, settings
+from core.data.dataset import load_dataset
+from core.runs.queue import resumable_run, submit
+from core.runs.record import new_run
+from core.store import Store
+from core.training.hooks import ProgressBar
+from core.training.recipes import RECIPES, recipe_config
+
+TRAIN_KEYS = ("run_id", "name", "status", "model", "data", "device", "epochs", "best_val_acc",
+              "best_epoch", "test_acc", "train_seconds", "train_images_per_s", "params", "flops",
+              "image_size", "batch_size", "compile_mode", "error", "per_class")
+TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def batch_size_arg(text: str) -> int:
+    """`--batch-size`: a number, or "auto" (AUTO_BATCH: the largest that fits the device)."""
+    if text.strip().lower() == "auto":
+        return AUTO_BATCH
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a batch size; give a whole number "
+                                         "such as 64, or auto") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("the batch size must be at least 1 (or auto)")
+    return value
+
+
+def ema_decay_arg(text: str) -> float | str:
+    """`--ema-decay`: a decay such as 0.999, or 0 for off."""
+    value = float(text)
+    return OFF if value == 0 else value
+
+
+OFF = "off"  # a flag given to turn an optional setting off (its value becomes None)
+PARSERS = {"batch_size": batch_size_arg, "ema_decay": ema_decay_arg}
+
+
+def flag_type(name: str, field_type: str):
+    """The argparse `type` of field `name`, from its annotation ("int | None" → int)."""
+    return PARSERS.get(name) or TYPES[field_type.split("|")[0].strip()]
+
+
+def flag_help(meta: Setting) -> str:
+    if meta.low is None or meta.high is None:
+        return meta.help
+    return f"{meta.help} ({meta.low:g} to {meta.high:g})"
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig setting, grouped as the Train form groups them. A flag not
+    given stays None, so only what is given overrides a recipe."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    groups = {group: parser.add_argument_group(f"{group} settings") for group in GROUPS}
+    for name, meta in settings().items():
+        if not meta.cli:
+            continue
+        flag = "--" + name.replace("_", "-")
+        kind = flag_type(name, str(fields[name].type))
+        options: dict = {"help": flag_help(meta), "default": None, "dest": name}
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        else:
+            options["type"] = kind
+            if meta.choices:
+                options["choices"] = meta.choices
+        groups[meta.group].add_argument(flag, **options)
+    parser.add_argument("--recipe", choices=sorted(RECIPES),
+                        help="a preset of every setting, adapted to the dataset; other flags "
+                             "override it")
+
+
+def given_settings(args: argparse.Namespace) -> dict:
+    """The TrainConfig settings given as flags (OFF: given as off, so None)."""
+    given = {name: getattr(args, name) for name in settings()
+             if getattr(args, name, None) is not None}
+    return {name: None if value == OFF else value for name, value in given.items()}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    fields = given_settings(args)
+    recipe = getattr(args, "recipe", None)
+    if recipe:
+        if "data" not in fields:
+            raise ValueError("A recipe adapts to the dataset: give --data NAME too.")
+        return recipe_config(recipe, fields.pop("data"), fields)
+    return TrainConfig(**fields)
+
+
+def train(args: argparse.Namespace) -> Result | None:
+    # torch: imported by the commands that train, not by every one
+    from core.runs import launch
+    from core.training.ranks import joined, launched_by_torchrun
+
+    if launched_by_torchrun() and not joined():
+        return launch.train_as_rank(args, train)  # one rank of a torchrun job
+    store = Store()
+    if args.execute:  # a run the worker claimed, started here through torchrun
+        return train_result(launch.execute(args.execute, store, may_launch=False))
+    if args.resume:
+        return train_resume(args, store)
+    if not args.data or not (args.model or args.recipe):
+        raise ValueError("train needs --data NAME and --model MODEL or --recipe RECIPE "
+                         "(or --resume RUN).")
+    config = config_from_args(args)
+    load_dataset(config.data)  # fail fast, before a run row exists
+    if args.queue:
+        run_id = submit(config, store)
+        return {"run_id": run_id, "status": "queued"}, f"queued run {run_id}", 0
+    run_id = new_run(config, store, status="running")
+    return train_result(launch.execute(run_id, store, [ProgressBar(config.epochs)]))
+
+
+def train_resume(args: argparse.Namespace, store: Store) -> Result:
+    from core.runs import launch  # torch
+
+    run = resumable_run(args.resume, store)
+    if args.epochs:
+        store.update_run(run["run_id"], config=run["config"] | {"epochs": args.epochs})
+    epochs = args.epochs or run["config"]["epochs"]
+    return train_result(launch.execute(run["run_id"], store, [ProgressBar(epochs)]))
+
+
+def train_result(result: dict) -> Result:
+    payload = {key: result.get(key) for key in TRAIN_KEYS}
+    text = (f"run {payload['name']} ({payload['run_id']}): {payload['status']}, "
+            f"best val acc {fmt(payload['best_val_acc'])}, test acc {fmt(payload['test_acc'])}, "
+            f"{fmt(payload['train_seconds'], '.1f')} s, "
+            f"{fmt(payload['train_images_per_s'], '.0f')} images/s")
+    if payload["error"]:
+        text += f"\n{payload['error']}"
+    return payload, text, 0 if payload["status"] in ("completed", "stopped") else 1
+
+
+def lr_find(args: argparse.Namespace) -> Result:
+    from core.training.lr_find import lr_find as range_test  # torch
+
+    config = config_from_args(args)
+    load_dataset(config.data)
+    found = range_test(config)
+    text = (f"suggested learning rate: {fmt(found['suggestion'], '.2e')} "
+            f"(tried {len(found['lrs'])} steps from {found['lrs'][0]:.1e})")
+    return found, text, 0
+
+
+def register(commands) -> None:
+    sub = command(commands, "train", train, "train a model (or resume a run)")
+    add_setting_flags(sub)
+    sub.add_argument("--resume", metavar="RUN", help="continue an interrupted or stopped run")
+    sub.add_argument("--queue", action="store_true", help="queue for the background worker")
+    sub.add_argument("--execute", metavar="RUN", help="train this recorded run now (the "
+                                                     "worker starts multi-GPU runs so)")
+    add_setting_flags(command(commands, "lr-find", lr_find,
+                              "suggest a learning rate (LR range test)"))

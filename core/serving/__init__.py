@@ -1,0 +1,16 @@
+"""A trained model put to use: classify images, a whole archive at once, export it, import one.
+
+    infer         LoadedModel: a run's model, preprocessing as validation saw it, top-k
+    batch         classify a zip or folder of images, with accuracy when they are labelled
+    export        ONNX / TorchScript / safetensors, each checked against PyTorch
+    model_import  a safetensors model (with its card) in as a run
+"""
+
+from core.lazy import facade
+
+__all__, __getattr__, __dir__ = facade(__name__, {
+    "infer": ("LoadedModel", "ModelUnavailable", "load_model", "open_image"),
+    "batch": ("classify_archive", "rows_to_csv"),
+    "export": ("export_run", "FORMATS"),
+    "model_import": ("import_model", "EXPORT_HINT", "PICKLE_SUFFIXES"),
+})

@@ -1,0 +1,97 @@
+"""Load a run's trained model and classify images the way its validation path saw them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from core.data.images import ImageRejected, decode_image
+from core.data.loader import to_model_input
+from core.data.transforms import fit_image
+from core.store import Store
+from core.training.checkpoint import load_weights
+from core.training.model_card import read_model_card
+from core.workspace import runs_dir
+from models import create_model
+
+MAX_PIXELS = 40_000_000
+
+
+class ModelUnavailable(ValueError):
+    """The run has no usable trained model; the message says why and what to do."""
+
+
+@dataclass
+class LoadedModel:
+    run_id: str
+    model: torch.nn.Module
+    card: dict  # model.json: classes, image size, normalisation
+    device: torch.device
+
+    @property
+    def classes(self) -> list[str]:
+        return self.card["classes"]
+
+    def to_batch(self, images: list[Image.Image]) -> torch.Tensor:
+        size, channels = self.card["image_size"], self.card["in_chans"]
+        array = np.stack([fit_image(image, size, channels) for image in images])
+        mean = torch.tensor(self.card["mean"], device=self.device)
+        std = torch.tensor(self.card["std"], device=self.device)
+        return to_model_input(torch.from_numpy(array).to(self.device), mean, std)
+
+    @torch.no_grad()
+    def probabilities(self, images: list[Image.Image]) -> np.ndarray:
+        logits = self.model(self.to_batch(images)).float()
+        return torch.softmax(logits, dim=1).cpu().numpy()
+
+    def top_k(self, images: list[Image.Image], k: int = 5) -> list[list[dict]]:
+        """For each image, the k most likely classes as [{label, prob}], most likely first."""
+        probs = self.probabilities(images)
+        k = min(k, len(self.classes))
+        tops = []
+        for row in probs:
+            order = np.argsort(-row)[:k]
+            tops.append([{"label": self.classes[i], "prob": float(row[i])} for i in order])
+        return tops
+
+
+def load_model(run_ref: str, store: Store | None = None, *, checkpoint: str = "best",
+               device: str = "cpu") -> LoadedModel:
+    store = store or Store()
+    run = store.get_run(run_ref)
+    if run is None:
+        raise ModelUnavailable(f"There is no run {run_ref!r}; see `python -m core runs list`.")
+    folder = runs_dir() / run["run_id"]
+    weights = folder / f"{checkpoint}.safetensors"
+    if not (folder / "model.json").exists() or not weights.exists():
+        raise ModelUnavailable(
+            f"Run {run['name']} has no trained model yet ({run['status']}); "
+            "wait for its first epoch to finish or pick another run.")
+    try:
+        card = read_model_card(folder)
+        model = create_model(card.get("spec") or card["model"], in_chans=card["in_chans"],
+                             num_classes=len(card["classes"]), image_size=card["image_size"])
+        model.load_state_dict(load_weights(weights))
+    except Exception as error:  # a damaged file must give a message, not a traceback
+        raise ModelUnavailable(
+            f"The checkpoint of run {run['name']} could not be loaded ({error}). "
+            "Its files may be damaged; train the run again.") from error
+    torch_device = torch.device(device)
+    model = model.to(torch_device).eval()
+    return LoadedModel(run["run_id"], model, card, torch_device)
+
+
+def open_image(source: str | Path | bytes) -> Image.Image:
+    """Decode an image file or bytes with the importer's checks; ValueError says what is wrong."""
+    if not isinstance(source, bytes) and not Path(source).is_file():
+        raise ValueError(f"There is no image file at {source}.")
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    try:
+        return decode_image(data, MAX_PIXELS)
+    except ImageRejected as error:
+        name = "the upload" if isinstance(source, bytes) else str(source)
+        raise ValueError(f"Cannot classify {name}: {error}") from None

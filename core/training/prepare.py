@@ -1,0 +1,217 @@
+"""Everything a run needs before its first step: device, data on it, model, optimizer."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from core.config import AUTO_BATCH, TrainConfig
+from core.data.cache import default_image_size, load_cache
+from core.data.dataset import Dataset, load_dataset
+from core.data.loader import DeviceSplit, channel_stats
+from core.training.batch_size import auto_batch_size
+from core.training.checkpoint import load_weights
+from core.training.device import (
+    CompiledForward,
+    autocast_for,
+    compile_mode,
+    compile_modes,
+    pick_device,
+    resolved_precision,
+)
+from core.training.ema import WeightEMA
+from core.training.model_card import read_model_card, write_model_card
+from core.training.optim import make_optimizer
+from core.training.ranks import (
+    SINGLE_PROCESS,
+    ProcessGroup,
+    ShardedSplit,
+    SingleProcess,
+    check_world,
+    is_main,
+    joined,
+)
+from core.workspace import runs_dir
+from models import PRETRAINED_NAME, create_model, model_profile
+from models.pretrained import freeze_backbone, pretrained_data_config
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class PreparedRun:
+    device: torch.device
+    dataset: Dataset
+    image_size: int
+    train: DeviceSplit
+    val: DeviceSplit
+    test: DeviceSplit
+    mean: torch.Tensor
+    std: torch.Tensor
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, compiled when asked
+    steps_per_epoch: int
+    params: int
+    flops: int | None
+    batch_size: int  # the batch the run trains with (auto resolved)
+    ema: WeightEMA | None = None  # the weights' moving average, when the config asks for one
+    ranks: SingleProcess = SINGLE_PROCESS  # the loop's collectives (attach, below)
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """What validation, testing and the best checkpoint use: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+    @property
+    def classes(self) -> list[str]:
+        return self.dataset.classes
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.dataset.classes)
+
+    def train_mode(self, backbone_frozen: bool) -> None:
+        """Train mode; with the backbone frozen, its BatchNorm statistics stay fixed too."""
+        self.model.train()
+        if not hasattr(self.model, "get_classifier"):
+            return
+        freeze_backbone(self.model, backbone_frozen)
+        if backbone_frozen:
+            head = set(self.model.get_classifier().modules())
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module not in head:
+                    module.eval()
+
+    def describe(self) -> dict:
+        return {"device": str(self.device), "model": self.model.__class__.__name__,
+                "params": self.params, "image_size": self.image_size,
+                "batch_size": self.batch_size, "compile_mode": compile_mode(self.forward),
+                "train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
+    """Build everything the run needs. An auto batch size is resolved here and written into
+    `config.batch_size` (and the model card, so a resume trains at the same batch)."""
+    device = pick_device(config.device)
+    torch.manual_seed(config.seed)
+    dataset = load_dataset(config.data)
+    size = config.image_size or default_image_size(dataset)
+    images = load_cache(dataset, size)
+    labels = np.array([item.label for item in dataset.items], dtype=np.int64)
+    splits = {name: np.array(dataset.indices(name), dtype=np.int64)
+              for name in ("train", "val", "test")}
+    mean, std = normalisation(config, dataset, images, splits["train"])
+    model = build_model(config, dataset, size).to(device, memory_format=torch.channels_last)
+    profile = model_profile(model, in_chans=dataset.channels, image_size=size)
+    train = DeviceSplit(images[splits["train"]], labels[splits["train"]], device)
+    val = DeviceSplit(images[splits["val"]], labels[splits["val"]], device)
+    test = DeviceSplit(images[splits["test"]], labels[splits["test"]], device)
+    autocast = autocast_for(device, config.precision)
+    if config.batch_size == AUTO_BATCH:
+        config.batch_size = saved_batch_size(run_dir) or auto_batch_size(
+            config, model, device, in_chans=dataset.channels, image_size=size,
+            num_classes=len(dataset.classes), autocast=autocast, train_size=len(train),
+            precision=resolved_precision(device, config.precision))
+    if is_main():  # under torchrun, rank 0 alone writes the run folder
+        write_model_card(run_dir, config, dataset, size, mean, std)
+    forward = model
+    if config.compile:
+        forward = CompiledForward(model, compile_modes(device, size))
+    return PreparedRun(
+        device=device, dataset=dataset, image_size=size, train=train, val=val, test=test,
+        mean=torch.tensor(mean, device=device), std=torch.tensor(std, device=device),
+        model=model, optimizer=make_optimizer(config, model), autocast=autocast,
+        forward=forward, steps_per_epoch=max(1, len(train) // config.batch_size),
+        params=profile["params"], flops=profile.get("flops"), batch_size=config.batch_size,
+        ema=WeightEMA(model, config.ema_decay) if config.ema_decay else None,
+    )
+
+
+def saved_batch_size(run_dir: Path) -> int | None:
+    """The batch an earlier start of this run resolved "auto" to (a resume keeps it)."""
+    try:
+        return int(read_model_card(run_dir)["batch_size"]) or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def normalisation(config: TrainConfig, dataset: Dataset, images: np.ndarray,
+                  train_index: np.ndarray) -> tuple[list[float], list[float]]:
+    if config.model == PRETRAINED_NAME:
+        data_config = pretrained_data_config()
+        mean, std = list(data_config["mean"]), list(data_config["std"])
+        if dataset.channels == 1:
+            return [sum(mean) / 3], [sum(std) / 3]
+        return mean, std
+    return channel_stats(images[np.sort(train_index)])
+
+
+def build_model(config: TrainConfig, dataset: Dataset, size: int) -> torch.nn.Module:
+    model = create_model(config.extra.get("spec") or config.model, in_chans=dataset.channels,
+                         num_classes=len(dataset.classes), image_size=size)
+    if config.init_from:
+        source = runs_dir() / config.init_from
+        same_classes = (source / "model.json").exists() and \
+            read_model_card(source)["classes"] == dataset.classes
+        load_matching_weights(model, source / "best.safetensors", keep_head=same_classes)
+    return model
+
+
+def load_matching_weights(model: torch.nn.Module, path: Path, *, keep_head: bool) -> None:
+    """Start from another run's weights. The head stays new unless `keep_head` (same classes in
+    the same order); so does any layer whose shape differs."""
+    if not path.exists():
+        raise ValueError(f"No trained weights at {path}; choose a completed run to start from.")
+    own = model.state_dict()
+    head = set() if keep_head else head_keys(model)
+    weights = {k: v for k, v in load_weights(path).items()
+               if k in own and own[k].shape == v.shape and k not in head}
+    if not weights:
+        raise ValueError("That run's model shares no layers with this one; pick the same model.")
+    model.load_state_dict(weights, strict=False)
+
+
+def head_keys(model: torch.nn.Module) -> set[str]:
+    """State-dict keys of the classification head: timm's classifier, else the last Linear."""
+    if hasattr(model, "get_classifier"):
+        head = model.get_classifier()
+    else:
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        head = linears[-1] if linears else None
+    names = {id(tensor): name for name, tensor in model.state_dict(keep_vars=True).items()}
+    return {names[id(t)] for t in (head.state_dict(keep_vars=True).values() if head else [])
+            if id(t) in names}
+
+
+def attach(prepared: PreparedRun, config: TrainConfig) -> None:
+    """Make `prepared` one rank of the process group this process is in (no-op outside one): DDP
+    around the model, this rank's share of every batch, collectives for the loop."""
+    if not joined() or dist.get_world_size() < 2:
+        return
+
+    check_world(config, dist.get_world_size(), len(prepared.train))
+    on_cuda = prepared.device.type == "cuda"
+    has_batchnorm = any(isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+                        for module in prepared.model.modules())
+    ranks = ProcessGroup(prepared.device, config.batch_size,
+                         sync_batchnorm=on_cuda and has_batchnorm)
+    if ranks.sync_batchnorm:  # the same parameter objects: the optimizer still holds them
+        prepared.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(prepared.model, ranks.group)
+    ddp = DistributedDataParallel(
+        prepared.model, device_ids=[torch.cuda.current_device()] if on_cuda else None,
+        process_group=ranks.group,
+        find_unused_parameters=config.freeze_epochs > 0)  # a frozen backbone gets no gradients
+    # compiled in the default mode: CUDA graphs (reduce-overhead) do not mix with DDP's hooks
+    compiled = isinstance(prepared.forward, CompiledForward)
+    prepared.forward = CompiledForward(ddp) if compiled else ddp
+    prepared.train = ShardedSplit(prepared.train, ranks.rank, ranks.world_size)
+    prepared.ranks = ranks

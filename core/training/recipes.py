@@ -1,0 +1,159 @@
+"""Named training recipes: a whole TrainConfig chosen in one step, adapted to the dataset.
+
+"speed-run" follows the CIFAR-10 speed runs (Myrtle's ResNet-9 / DAWNBench, hlb-CIFAR10,
+cifar10-airbench): a ResNet-9 with BatchNorm, large batches, Nesterov SGD at a high peak rate
+with a one-cycle schedule, label smoothing 0.2, light flip-and-shift augmentation, no weight
+decay on BatchNorm and biases (core.training.optim.make_optimizer), and flip test-time augmentation.
+It adapts to the data: the dataset's own image size (at most 64 px, where it is meant to be
+fast), a smaller batch on small training sets so an epoch still has several steps (the rate
+scaled linearly with it), more epochs when there are few steps in all, and torch.compile only
+where a GPU can use it. Explicit settings override anything a recipe chooses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from core.config import TrainConfig
+from core.data.cache import default_image_size
+from core.data.dataset import Dataset, load_dataset
+
+SPEED_RUN_BATCH = 512
+SPEED_RUN_LR = 0.4  # at SPEED_RUN_BATCH; the rate scales linearly with the batch
+SPEED_RUN_EPOCHS = 10
+MAX_SPEED_RUN_PX = 64  # larger images are trained at this size
+MIN_STEPS_PER_EPOCH = 8  # a small training set gets a smaller batch rather than 1-2 steps
+MIN_TOTAL_STEPS = 400  # a small training set gets more epochs, up to MAX_SPEED_RUN_EPOCHS
+MAX_SPEED_RUN_EPOCHS = 40
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    title: str  # a button label
+    description: str  # one or two sentences for a tooltip / help text
+    settings: Callable[[Dataset], dict]  # TrainConfig fields for this dataset
+
+
+def speed_run_batch(train_images: int) -> int:
+    """SPEED_RUN_BATCH, or the largest power of two giving MIN_STEPS_PER_EPOCH steps an epoch
+    on a small training set (never more than the set itself)."""
+    wanted = max(1, train_images // MIN_STEPS_PER_EPOCH)
+    power = 2 ** int(math.log2(wanted))
+    return max(1, min(SPEED_RUN_BATCH, power, train_images))
+
+
+def cuda_available() -> bool:
+    import torch  # here, so that listing recipes (python -m core --help) does not load torch
+
+    return torch.cuda.is_available()
+
+
+def training_images(dataset: Dataset) -> int:
+    count = len(dataset.indices("train"))
+    if count == 0:
+        raise ValueError(f"Dataset {dataset.name} has no training images; re-import it with a "
+                         "training split.")
+    return count
+
+
+def steps_per_epoch(train_images: int, batch: int) -> int:
+    """As the training loop counts them (core.training.prepare: the last partial batch dropped)."""
+    return max(1, train_images // batch)
+
+
+def epochs_for(train_images: int, batch: int, at_least: int) -> int:
+    """`at_least` epochs, more when an epoch has few steps (MIN_TOTAL_STEPS in all), capped."""
+    steps = steps_per_epoch(train_images, batch)
+    return min(MAX_SPEED_RUN_EPOCHS, max(at_least, math.ceil(MIN_TOTAL_STEPS / steps)))
+
+
+def speed_run(dataset: Dataset) -> dict:
+    size = default_image_size(dataset)
+    train_images = training_images(dataset)
+    batch = speed_run_batch(train_images)
+    epochs = epochs_for(train_images, batch, SPEED_RUN_EPOCHS)
+    image_size = min(size, MAX_SPEED_RUN_PX)
+    return {
+        "model": "resnet9", "epochs": epochs, "batch_size": batch,
+        "optimizer": "sgd", "lr": round(SPEED_RUN_LR * batch / SPEED_RUN_BATCH, 6),
+        "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
+        "schedule": "onecycle", "warmup_epochs": 0.0, "label_smoothing": 0.2,
+        "image_size": None if image_size == size else image_size,
+        "flip": True, "pad_crop": max(1, round(image_size / 16)), "jitter": 0.0,
+        "tta_flip": True, "ema_decay": None, "patience": 0, "precision": "auto",
+        "compile": cuda_available(), "freeze_epochs": 0, "init_from": None,
+    }
+
+
+CPU_QUICK_BATCH = 64
+CPU_QUICK_EPOCHS = 12
+
+
+def cpu_quick(dataset: Dataset) -> dict:
+    """The fastest road to a good model without a GPU. A ResNet-9 trains at a few hundred small
+    images a second on a laptop's cores, the two-block tiny-cnn at several thousand, so this
+    recipe takes tiny-cnn: batch 64, AdamW with a one-cycle rate, flip and shift augmentation
+    and flip test-time augmentation (measured: bench/RESULTS.md, "Time to accuracy")."""
+    size = default_image_size(dataset)
+    train_images = training_images(dataset)
+    batch = min(CPU_QUICK_BATCH, speed_run_batch(train_images))
+    epochs = epochs_for(train_images, batch, CPU_QUICK_EPOCHS)
+    image_size = min(size, MAX_SPEED_RUN_PX)
+    return {
+        "model": "tiny-cnn", "epochs": epochs, "batch_size": batch,
+        "optimizer": "adamw", "lr": None, "weight_decay": 5e-4,
+        "schedule": "onecycle", "warmup_epochs": 0.0, "label_smoothing": 0.0,
+        "image_size": None if image_size == size else image_size,
+        "flip": True, "pad_crop": max(1, round(image_size / 16)), "jitter": 0.0,
+        "tta_flip": True, "ema_decay": None, "patience": 0, "precision": "auto",
+        "compile": False, "freeze_epochs": 0, "init_from": None,
+    }
+
+
+def ema_decay_for(total_steps: int) -> float:
+    """An EMA horizon of about a tenth of the run (at least 10 steps)."""
+    return round(1 - 1 / max(10.0, total_steps / 10), 4)
+
+
+def speed_run_ema(dataset: Dataset) -> dict:
+    settings = speed_run(dataset)
+    steps = settings["epochs"] * steps_per_epoch(training_images(dataset), settings["batch_size"])
+    return settings | {"ema_decay": ema_decay_for(steps)}
+
+
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
+    Recipe("speed-run", "Speed run (ResNet-9)",
+           "The CIFAR-10 speed-run recipe for small images: ResNet-9, batch up to 512, Nesterov "
+           "SGD with a one-cycle rate, label smoothing 0.2, flip and shift augmentation, flip "
+           "test-time augmentation.", speed_run),
+    Recipe("speed-run-ema", "Speed run + EMA",
+           "The speed run, evaluating an exponential moving average of the weights (often a "
+           "little more accurate and steadier from epoch to epoch).", speed_run_ema),
+    Recipe("cpu-quick", "Quick on a CPU",
+           "For a machine without a GPU: the small two-block tiny-cnn, batch 64, AdamW with a "
+           "one-cycle rate, flip and shift augmentation, flip test-time augmentation.",
+           cpu_quick),
+)}
+
+
+def suggested_recipe(has_gpu: bool) -> str:
+    """The recipe to offer first: the speed run where a GPU can carry a ResNet-9, the tiny-cnn
+    recipe where training runs on the CPU."""
+    return "speed-run" if has_gpu else "cpu-quick"
+
+
+def recipe_settings(name: str, dataset: Dataset) -> dict:
+    """TrainConfig fields (without `data`) of recipe `name` adapted to `dataset`."""
+    if name not in RECIPES:
+        raise ValueError(f"There is no recipe {name!r}; choose one of {', '.join(RECIPES)}.")
+    return RECIPES[name].settings(dataset) | {"recipe": name}
+
+
+def recipe_config(recipe: str, data: str, overrides: dict | None = None, /) -> TrainConfig:
+    """The config of `recipe` for dataset `data`; `overrides` (any TrainConfig settings, the
+    run's `name` too) win over what the recipe chose."""
+    settings = recipe_settings(recipe, load_dataset(data))
+    return TrainConfig(**(settings | {"data": data} | (overrides or {})))
