@@ -178,7 +178,8 @@ def default_of(name: str) -> Any:
 
 def out_of_schema(name: str, meta: Setting, value: Any) -> str | None:
     """Why `value` is not a valid `name`, or None. Unset (None) optional settings are valid."""
-    label = meta.label.split(" (")[0].lower()
+    label = meta.label.split(" (")[0]
+    label = label if label[:2].isupper() else label[0].lower() + label[1:]  # "EMA decay"
     if value is None:
         return None if default_of(name) is None else f"{label} must be set"
     if meta.choices and value not in meta.choices:

@@ -69,7 +69,7 @@ def test_values_outside_the_schema_are_refused_with_the_setting_named() -> None:
     for name, meta in settings().items():
         if meta.high is not None and name != "gpus":
             config = dataclasses.replace(TrainConfig(data="x"), **{name: meta.high * 10 + 1})
-            with pytest.raises(ValueError, match=meta.label.split(" (")[0].lower()):
+            with pytest.raises(ValueError, match="(?i)" + meta.label.split(" (")[0]):
                 config.validate()
     with pytest.raises(ValueError, match="device must be one of"):
         TrainConfig(data="x", device="tpu").validate()
