@@ -36,6 +36,7 @@ class Setting:
     low: float | None = None  # the smallest value it may take (inclusive)
     high: float | None = None  # the largest (inclusive)
     step: float | None = None  # the form's step for a number
+    slider: bool = False  # the form shows a slider (a small range), not a number box
     cli: bool = True  # a `--flag` of `python -m core train`
 
 
@@ -92,9 +93,11 @@ class TrainConfig:
     flip: bool = setting(True, label="Random horizontal flip", group=AUGMENTATION,
                          help="Mirror half of the training images at random.")
     pad_crop: int = setting(2, label="Random shift (pixels)", group=AUGMENTATION, low=0,
-                            high=8, help="Shift each training image by up to this many pixels.")
+                            high=8, slider=True,
+                            help="Shift each training image by up to this many pixels.")
     jitter: float = setting(0.0, label="Colour jitter", group=AUGMENTATION, low=0.0, high=0.5,
-                            step=0.05, help="Brightness and contrast drawn from 1 ± this.")
+                            step=0.05, slider=True,
+                            help="Brightness and contrast drawn from 1 ± this.")
     patience: int = setting(
         0, label="Early stopping patience (0 = off)", group=EVALUATION, low=0, high=100,
         help="Stop after this many epochs without a lower validation loss.")
@@ -166,6 +169,19 @@ class TrainConfig:
 def settings() -> dict[str, Setting]:
     """Every TrainConfig field's Setting, in field order."""
     return {f.name: f.metadata["setting"] for f in dataclasses.fields(TrainConfig)}
+
+
+def value_type(name: str) -> type:
+    """The type a setting's values have, from its annotation ("float | None" → float)."""
+    spec = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    return {"int": int, "float": float, "str": str, "bool": bool, "dict": dict}[
+        str(spec.type).split("|")[0].strip()]
+
+
+def optional(name: str) -> bool:
+    """Whether a setting may be unset (None)."""
+    spec = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    return "None" in str(spec.type)
 
 
 def default_of(name: str) -> Any:

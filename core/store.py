@@ -44,6 +44,7 @@ from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from core.workspace import db_url
 
 FINISHED = ("completed", "stopped", "failed", "interrupted")
+ACTIVE = ("queued", "running")
 
 # Keys of PostgreSQL advisory locks (per database): claims of the queue, and creating tables.
 CLAIM_LOCK, SCHEMA_LOCK = 0x636E6E01, 0x636E6E02

@@ -68,6 +68,22 @@ def this_host() -> str:
     return socket.gethostname()
 
 
+def safe_name(text: str, fallback: str = "dataset") -> str:
+    """A name check_name accepts, made from a file name: "My Photos (2).zip" → "My-Photos-2"."""
+    stem = re.sub(r"\.(zip|tar|gz|tgz)$", "", text.strip(), flags=re.IGNORECASE)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:64]
+    return name or fallback
+
+
+def next_free_name(template: str, taken: set[str] | list[str], start: int = 1) -> str:
+    """`template` ("{n}" in it) with the first number from `start` whose name is not taken:
+    next_free_name("fm-sweep-{n}", {"fm-sweep-1"}) → "fm-sweep-2"."""
+    taken, number = set(taken), start
+    while template.format(n=number) in taken:
+        number += 1
+    return template.format(n=number)
+
+
 def check_name(name: str, what: str = "name") -> str:
     """Return `name` if it is safe as a folder name, else raise ValueError saying what's allowed."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or name in {".", ".."}:

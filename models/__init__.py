@@ -21,8 +21,11 @@ from models.registry import (
     register_preset,
 )
 from models.spec import build_from_spec, load_spec, spec_summary, validate_spec
+from models.spec_layers import ACTIVATION_NAMES, LAYER_TYPES
 
 __all__ = [
+    "ACTIVATION_NAMES",
+    "LAYER_TYPES",
     "PRETRAINED_NAME",
     "ModelError",
     "build_from_spec",

@@ -2,6 +2,7 @@
 EfficientNet-Lite0, and any timm architecture (always randomly initialised)."""
 
 import difflib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from models.errors import ModelError
 from models.pretrained import PRETRAINED_NAME, create_pretrained_lite0
 from models.spec import build_from_spec, load_spec
+
+log = logging.getLogger(__name__)
 
 PresetFactory = Callable[[int, int, int], nn.Module]  # (in_chans, num_classes, image_size)
 MIN_IMAGE_SIZE = 16
@@ -113,7 +116,9 @@ def _count_flops(model: nn.Module, in_chans: int, image_size: int) -> int | None
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(image)
         return int(counter.get_total_flops())
-    except Exception:  # noqa: BLE001  (the count is informative only; never stop a run for it)
+    except Exception as error:  # noqa: BLE001  (the count is informative only; never stop a run)
+        log.warning("could not count the FLOPs of %s: %s: %s", model.__class__.__name__,
+                    error.__class__.__name__, error)
         return None
     finally:
         model.train(was_training)

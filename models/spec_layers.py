@@ -11,11 +11,11 @@ from collections.abc import Callable
 from torch import nn
 
 REQUIRED = object()
-SCHEMA: dict[str, dict[str, object]] = {
+SCHEMA: dict[str, dict[str, object]] = {  # in the order the layer editor offers them
     "conv": {"filters": REQUIRED, "kernel": 3, "stride": 1, "padding": "same", "activation": None},
+    "pool": {"kind": "max", "size": 2, "stride": None},
     "batchnorm": {},
     "activation": {"fn": REQUIRED},
-    "pool": {"kind": "max", "size": 2, "stride": None},
     "dropout": {"rate": REQUIRED},
     "globalpool": {"kind": "avg"},
     "flatten": {},
@@ -29,6 +29,8 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
 }
+LAYER_TYPES = tuple(SCHEMA)
+ACTIVATION_NAMES = tuple(ACTIVATIONS)
 POOLS = {"max": (nn.MaxPool2d, nn.AdaptiveMaxPool2d), "avg": (nn.AvgPool2d, nn.AdaptiveAvgPool2d)}
 
 Shape = tuple[int, ...]  # (C, H, W) for a feature map, (F,) once flattened

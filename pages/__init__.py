@@ -1,5 +1,2 @@
-"""The dashboard's pages (Streamlit scripts) and their small helper modules.
-
-Files whose names start with `_` and the pure modules (`charts`, `metric_log`) are helpers,
-not pages; `app.py` names the pages.
-"""
+"""The dashboard's pages: one Streamlit script per page, each starting with `route()`
+(pages/ui/router.py). Their building blocks live in pages/ui/."""

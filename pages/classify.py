@@ -2,14 +2,19 @@
 latency, Grad-CAM, a second model beside it), classify a whole zip or folder, export the
 model (ONNX, TorchScript) with a parity check, or import a model trained elsewhere."""
 
+from pages.ui.router import route
+
+route()  # first: the sign-in gate and router (pages/ui/router.py)
+
 import streamlit as st
 
-from pages._classify_images import Side, images_tab
-from pages._classify_import import import_tab
-from pages._classify_many import many_tab
-from pages._classify_model import best_run_id, choose_run, describe_run, model_for
-from pages._common import ICONS, PAGES, ensure_routed, has_model, store, user_errors
-from pages._export import export_tab
+from core.analysis.ranking import best_run_id
+from pages.ui.classify_images import Side, images_tab
+from pages.ui.classify_many import many_tab
+from pages.ui.common import ICONS, PAGES, has_model, store, user_errors
+from pages.ui.export import export_tab
+from pages.ui.model_choice import choose_run, describe_run, model_for
+from pages.ui.model_import import import_tab
 
 TABS = ["Images", "Classify many", "Export", "Import a model"]
 
@@ -37,7 +42,6 @@ def classify_page(runs: list[dict]) -> None:
         import_tab()
 
 
-ensure_routed()
 st.title("Classify")
 trained = [run for run in store().list_runs() if has_model(run)]
 if trained:

@@ -1,22 +1,31 @@
 """Compare: any set of runs, each in one colour across every chart. What is most accurate,
 what is fastest, what each confuses, and what differs in their settings."""
 
+from pages.ui.router import route
+
+route()  # first: the sign-in gate and router (pages/ui/router.py)
+
 import pandas as pd
 import streamlit as st
 
 from core.analysis.compare import config_diff, run_colors
-from pages._common import (
-    ACTIVE,
+from core.analysis.ranking import (
+    accuracy_key,
+    default_selection,
+    leaders,
+    ranked_by_accuracy,
+    short_names,
+)
+from pages.ui.common import (
     ICONS,
     PAGES,
     duration,
-    ensure_routed,
     pct,
     plain,
     run_label,
     store,
 )
-from pages._compare_more import (
+from pages.ui.compare_breakdown import (
     confusion_section,
     confusion_sentence,
     downloads,
@@ -25,25 +34,15 @@ from pages._compare_more import (
     per_class_section,
     tradeoff_section,
 )
-from pages._compare_sections import (
+from pages.ui.compare_overview import (
     config_section,
     curves_section,
     results_table,
-    short_names,
 )
 
-DEFAULT_GROUP_MAX = 24  # runs of the latest sweep picked by default
 GLANCE_RUNS = 4  # beyond this many runs "At a glance" names the best and leaves the rest below
 
 
-def default_pick(runs: list[dict]) -> list[str]:
-    """The latest sweep's runs when the newest run belongs to one, else the two newest runs
-    with something to show."""
-    with_data = [run for run in runs if run["epoch"] or run["status"] in ACTIVE] or runs
-    group = with_data[0].get("group_name")
-    members = [run["run_id"] for run in with_data if group and run.get("group_name") == group]
-    return members[:DEFAULT_GROUP_MAX] if len(members) >= 2 else \
-        [run["run_id"] for run in with_data[:2]]
 
 
 def pick_runs(runs: list[dict]) -> list[dict]:
@@ -56,7 +55,7 @@ def pick_runs(runs: list[dict]) -> list[dict]:
     elif "compare_runs" in state:
         wanted = state["compare_runs"]
     else:
-        wanted = st.query_params.get_all("runs") or default_pick(runs)
+        wanted = st.query_params.get_all("runs") or default_selection(runs)
     state["compare_runs"] = [run_id for run_id in wanted if run_id in by_id]
     picked = st.multiselect("Runs", list(by_id), key="compare_runs",
                             format_func=lambda run_id: run_label(by_id[run_id]),
@@ -67,19 +66,14 @@ def pick_runs(runs: list[dict]) -> list[dict]:
     return [{**run, "name": label} for run, label in zip(chosen, labels, strict=True)]
 
 
-def best_of(table: pd.DataFrame, column: str, highest: bool) -> pd.Series | None:
-    values = pd.to_numeric(table[column], errors="coerce").dropna()
-    if values.empty:
-        return None
-    return table.loc[values.idxmax() if highest else values.idxmin()]
 
 
 def at_a_glance(runs: list[dict], table: pd.DataFrame) -> None:
     """The answers first: most accurate, fastest to train and to run, smallest, confusions."""
-    lines = []
-    accuracy = "test_acc" if table["test_acc"].notna().any() else "best_val_acc"
-    if (row := best_of(table, accuracy, True)) is not None:
-        ranked = table.dropna(subset=[accuracy]).sort_values(accuracy, ascending=False)
+    lines, best = [], leaders(table)
+    accuracy = accuracy_key(table)
+    if (row := best["most_accurate"]) is not None:
+        ranked = ranked_by_accuracy(table)
         others = [f"{plain(r['name'])} {pct(r[accuracy])}" for _, r in ranked.iterrows()
                   if r["run_id"] != row["run_id"]]
         if len(others) > GLANCE_RUNS:
@@ -87,16 +81,16 @@ def at_a_glance(runs: list[dict], table: pd.DataFrame) -> None:
         split = "test" if accuracy == "test_acc" else "best validation"
         lines.append(f"**Most accurate:** {plain(row['name'])} — {pct(row[accuracy])} {split} "
                      f"accuracy" + (f" ({'; '.join(others)})" if others else ""))
-    if (row := best_of(table, "images_per_s", True)) is not None:
+    if (row := best["fastest_to_train"]) is not None:
         lines.append(f"**Fastest to train:** {plain(row['name'])} — {row['images_per_s']:,.0f} "
                      f"images/s, {duration(row['train_seconds'])} in all")
-    if (row := best_of(table, "latency_p50_ms", False)) is not None:
+    if (row := best["fastest_to_run"]) is not None:
         lines.append(f"**Fastest to run:** {plain(row['name'])} — {row['latency_p50_ms']:.2f} ms "
                      "per image on the CPU")
     else:
         lines.append("**Fastest to run:** not measured yet — press *Measure inference latency* "
                      "below the table")
-    if (row := best_of(table, "params", False)) is not None:
+    if (row := best["smallest"]) is not None:
         lines.append(f"**Smallest:** {plain(row['name'])} — {row['params']:,.0f} parameters")
     differing = list(config_diff({run["run_id"]: {k: v for k, v in run["config"].items()
                                                   if k != "name"} for run in runs}))
@@ -137,7 +131,6 @@ def compare_page(runs: list[dict]) -> None:
     downloads(chosen, table)
 
 
-ensure_routed()
 st.title("Compare runs")
 all_runs = store().list_runs()
 if not all_runs:

@@ -1,12 +1,16 @@
 """Datasets: add one (zip, folder, class by class, built-in), look at it, delete it."""
 
+from pages.ui.router import route
+
+route()  # first: the sign-in gate and router (pages/ui/router.py)
+
 import streamlit as st
 
 from core.data import catalog
 from core.data.dataset import list_datasets
-from pages._common import ICONS, PAGES, confirm_delete, ensure_routed, plain, store, user_errors
-from pages._dataset_import import add_dataset_panel
-from pages._dataset_view import (
+from pages.ui.common import ICONS, PAGES, confirm_delete, plain, store, user_errors
+from pages.ui.dataset_add import add_dataset_panel
+from pages.ui.dataset_view import (
     augmentation_preview,
     balance,
     current_dataset,
@@ -50,7 +54,6 @@ def show_dataset(name: str) -> None:
             st.switch_page(PAGES["train"])
 
 
-ensure_routed()
 st.title("Datasets")
 add_dataset_panel()
 st.divider()

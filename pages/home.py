@@ -1,17 +1,19 @@
 """Home: what CNN Studio does, the workspace at a glance, and the next step to take."""
 
+from pages.ui.router import route
+
+route()  # first: the sign-in gate and router (pages/ui/router.py)
+
 import streamlit as st
 
 from core.data.dataset import list_datasets
 from core.runs import queue
 from core.workspace import home
-from pages._common import (
+from pages.ui.common import (
     ICONS,
     PAGES,
     active_runs,
     device_label,
-    ensure_routed,
-    keep_jobs_moving,
     pct,
     plain,
     store,
@@ -79,12 +81,11 @@ def how_it_works() -> None:
             "5. **Classify** — drop in new images and see what a trained model says.")
 
 
-ensure_routed()
 st.title("CNN Studio")
 st.markdown("Train convolutional image classifiers on your own pictures, watch them learn, "
             "compare them, and use them — all from the browser.")
 db = store()
-all_runs = keep_jobs_moving(db)
+all_runs = queue.keep_queue_moving(db)
 dataset_total = len(list_datasets())
 workspace_status(dataset_total, all_runs)
 next_step(dataset_total, all_runs)

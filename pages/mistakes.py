@@ -1,6 +1,10 @@
 """Error analysis: a run's validation confusion matrix — click a cell for its images, hardest
 first — its most confident mistakes, per-class galleries, and a cleaned dataset version."""
 
+from pages.ui.router import route
+
+route()  # first: the sign-in gate and router (pages/ui/router.py)
+
 from functools import partial
 
 import numpy as np
@@ -16,11 +20,10 @@ from core.analysis.error_analysis import (
     validation_predictions,
 )
 from core.data.dataset import load_dataset
-from pages._common import (
+from pages.ui.common import (
     ACTIVE,
     ICONS,
     PAGES,
-    ensure_routed,
     has_model,
     pct,
     plain,
@@ -29,8 +32,8 @@ from pages._common import (
     user_errors,
     weights_stamp,
 )
-from pages._compare_charts import clickable_confusion, png_config
-from pages._mistake_marks import gallery, save_panel
+from pages.ui.compare_charts import clickable_confusion, png_config
+from pages.ui.mistake_marks import gallery, save_panel
 
 VIEWS = ["Confusion cell", "Most confident mistakes", "Class gallery"]
 
@@ -61,7 +64,7 @@ def on_cell_click(run_id: str, classes: list[str]) -> None:
     if point.get("customdata") is not None:
         true, predicted = (int(v) for v in point["customdata"][:2])
     else:  # older frontends: the axis labels (escaped by charts.safe) name the cell
-        from pages.charts import safe
+        from pages.ui.charts import safe
 
         names = {safe(c): i for i, c in enumerate(classes)}
         true, predicted = names[point["y"]], names[point["x"]]
@@ -123,12 +126,11 @@ def analysis(run: dict) -> None:
         cls = st.selectbox("Class", classes, key="mistakes_class")
         st.caption(f"Validation images of class {plain(cls)}, hardest (highest loss) first.")
         rows = class_gallery(frame, cls, int(limit))
-    gallery(rows, dataset, prefix=f"mark_{VIEWS.index(view)}")
+    gallery(rows, dataset, prefix=str(VIEWS.index(view)))
     st.divider()
     save_panel(dataset, run)
 
 
-ensure_routed()
 st.title("Error analysis")
 st.caption("What a run gets wrong on its validation images. Mark images that are mislabeled or "
            "should go, and save a new version of the dataset to retrain on; the original stays "

@@ -1,26 +1,29 @@
 """Runs: every run in a sortable table (tick several to compare them), and one run's live
 view with its controls and its run card."""
 
+from pages.ui.router import route
+
+route()  # first: the sign-in gate and router (pages/ui/router.py)
+
 import streamlit as st
 
 from core.analysis.compare import run_confusion
-from pages._common import (
+from core.runs.queue import keep_queue_moving
+from pages.ui.charts import confusion_figure
+from pages.ui.common import (
     ACTIVE,
     ICONS,
     PAGES,
     active_runs,
-    ensure_routed,
-    keep_jobs_moving,
     plain,
     run_label,
     run_seconds,
     store,
     switch_to,
 )
-from pages._live import live_panel, result_summary, still_panel
-from pages._run_actions import action_bar
-from pages._run_card import run_card_panel
-from pages.charts import confusion_figure
+from pages.ui.live import live_panel, result_summary, still_panel
+from pages.ui.run_actions import action_bar
+from pages.ui.run_card import run_card_panel
 
 TABLE_POLL_SECONDS = 2.0
 
@@ -122,9 +125,8 @@ def run_view(run: dict) -> None:
     run_card_panel(run)
 
 
-ensure_routed()
 st.title("Runs")
-all_runs = keep_jobs_moving(store())
+all_runs = keep_queue_moving(store())
 if not all_runs:
     st.info("No runs yet. Start one on the Train page; it appears here and updates live.")
     st.page_link(PAGES["train"], label="Train a model", icon=ICONS["train"])

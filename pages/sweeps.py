@@ -1,29 +1,42 @@
 """Sweep: one dataset and budget over several architectures (optionally a small grid of learning
 rates and batch sizes, and repeated seeds), queued as a named group; the group's ranking."""
 
+from pages.ui.router import route
+
+route()  # first: the sign-in gate and router (pages/ui/router.py)
+
 import math
 
 import pandas as pd
 import streamlit as st
 
-from core.analysis.sweep import group_runs, group_summary, plan_sweep, submit_sweep
-from core.config import OPTIMIZERS, TrainConfig
+from core.analysis.sweep import (
+    free_sweep_name,
+    grid_shape,
+    group_runs,
+    group_summary,
+    parse_rates,
+    plan_sweep,
+    submit_sweep,
+)
+from core.config import AUGMENTATION, TrainConfig
 from core.data.dataset import list_datasets
+from core.runs.queue import keep_queue_moving
 from models import list_models, list_presets
-from pages._common import (
+from pages.ui.common import (
     ACTIVE,
     ICONS,
     PAGES,
-    ensure_routed,
-    keep_jobs_moving,
     plain,
     store,
     switch_to,
     user_errors,
 )
-from pages._compare_charts import png_config, sweep_figure
+from pages.ui.compare_charts import png_config, sweep_figure
+from pages.ui.settings_form import group_settings, setting_widget, settings_row
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 512]
+AUGMENTATIONS = group_settings(AUGMENTATION)
 POLL_SECONDS = 2.0
 
 
@@ -32,63 +45,42 @@ def model_names() -> list[str]:
     return list_models()
 
 
-def parse_rates(text: str) -> list[float]:
-    """'0.001, 3e-3' → [0.001, 0.003]; an empty box means the optimizer's default rate."""
-    rates = []
-    for part in text.replace(";", ",").split(","):
-        if part.strip():
-            try:
-                rates.append(float(part))
-            except ValueError:
-                raise ValueError(f"{part.strip()!r} is not a learning rate; write numbers such "
-                                 "as 0.001, 0.003") from None
-    return rates
-
-
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def free_group_name(data: str, taken: set[str]) -> str:
-    index = 1
-    while f"{data}-sweep-{index}" in taken:
-        index += 1
-    return f"{data}-sweep-{index}"
 
 
 def sweep_form(datasets: list[str], taken: set[str]) -> None:
     st.subheader("New sweep")
     cols = st.columns(2)
     data = cols[0].selectbox("Dataset", datasets, key="sweep_data")
-    group = cols[1].text_input("Sweep name", value=free_group_name(data, taken), max_chars=80,
+    group = cols[1].text_input("Sweep name", value=free_sweep_name(data, taken), max_chars=80,
                                key=f"sweep_group_name_{data}_{len(taken)}")
     models = st.multiselect("Architectures", model_names(), key="sweep_models",
                             default=[m for m in list_presets() if m != "resnet9"],
                             help="Presets first, then every timm architecture (type to search)")
     cols = st.columns(4)
-    epochs = cols[0].number_input("Epochs", 1, 10_000, 10, key="sweep_epochs",
-                                  help="With a time budget: the most epochs a run may take")
-    minutes = cols[1].number_input("Time budget per run (minutes)", 0.0, 10_000.0, 0.0, 0.5,
-                                   key="sweep_minutes",
-                                   help="0: no time limit. Otherwise a run stops at the first "
-                                        "epoch end past this many minutes")
-    optimizer = cols[2].selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index("adamw"),
-                                  key="sweep_optimizer")
+    epochs = setting_widget(cols[0], "epochs", prefix="sweep",
+                            help="With a time budget: the most epochs a run may take")
+    minutes = setting_widget(cols[1], "budget_minutes", prefix="sweep",
+                             label="Time budget per run (minutes)",
+                             help="Empty: no time limit. Otherwise a run stops at the first "
+                                  "epoch end past this many minutes")
+    optimizer = setting_widget(cols[2], "optimizer", prefix="sweep")
     seeds = cols[3].number_input("Seeds per configuration", 1, 10, 1, key="sweep_seeds",
                                  help="Repeats with seeds 0, 1, …: the ranking shows mean ± std")
+    with st.expander("Augmentation (every run of the sweep)"):
+        settings_row(AUGMENTATIONS, prefix="sweep")
+    augmentation = {name: st.session_state[f"sweep_{name}"] for name in AUGMENTATIONS}
     cols = st.columns(2)
     rates = cols[0].text_input("Learning rates (optional grid)", key="sweep_lrs",
                                placeholder="e.g. 0.001, 0.003 — empty: the optimizer's default")
     batches = cols[1].multiselect("Batch sizes (optional grid)", BATCH_SIZES, key="sweep_batches",
                                   placeholder="empty: 64")
     with user_errors("plan the sweep"):
-        base = TrainConfig(data=data, epochs=int(epochs), optimizer=optimizer)
+        base = TrainConfig(data=data, epochs=int(epochs), optimizer=optimizer, **augmentation)
         configs = plan_sweep(base, models, lrs=parse_rates(rates), batch_sizes=batches,
                              seeds=list(range(int(seeds))), budget_minutes=minutes or None)
-        grid = " × ".join(plural(len(set(values)), word) for values, word in (
-            ([c.model for c in configs], "architecture"),
-            ([c.lr for c in configs], "learning rate"),
-            ([c.batch_size for c in configs], "batch size"), (range(int(seeds)), "seed")))
+        grid = " × ".join(plural(count, word) for word, count in grid_shape(configs).items())
         st.caption(f"This queues **{len(configs)} runs** ({grid}); they train one after another.")
         if st.button("Queue the sweep", type="primary", key="sweep_go",
                      icon=":material/play_arrow:"):
@@ -169,11 +161,10 @@ def groups_section(runs: list[dict]) -> None:
         group_view(group)
 
 
-ensure_routed()
 st.title("Architecture sweep")
 st.caption("Train several architectures on the same data and budget, queued as one named group, "
            "then rank them by mean accuracy over seeds.")
-all_runs = keep_jobs_moving(store())
+all_runs = keep_queue_moving(store())
 names = list_datasets()
 if not names:
     st.info("Add a dataset first: a sweep trains several models on one dataset.")

@@ -1,5 +1,9 @@
 """Train: pick a dataset and a model, set the hyperparameters, preview the schedule, start."""
 
+from pages.ui.router import route
+
+route()  # first: the sign-in gate and router (pages/ui/router.py)
+
 import streamlit as st
 
 from core.config import TrainConfig
@@ -7,10 +11,11 @@ from core.data.cache import default_image_size
 from core.data.dataset import list_datasets
 from core.runs import queue
 from core.training.batch_size import NO_PROBE_BATCH
-from core.training.schedule import lr_curve
-from pages._common import ICONS, PAGES, ensure_routed, go_to_run, store, user_errors
-from pages._dataset_view import current_dataset
-from pages._train_form import (
+from core.training.schedule import lr_curve, steps_per_epoch
+from pages.ui.charts import lr_find_figure, lr_schedule_figure
+from pages.ui.common import ICONS, PAGES, go_to_run, store, user_errors
+from pages.ui.dataset_view import current_dataset
+from pages.ui.train_form import (
     KEEP,
     apply_clone,
     form_config,
@@ -21,17 +26,11 @@ from pages._train_form import (
     state_default,
     transfer_settings,
 )
-from pages.charts import lr_find_figure, lr_schedule_figure
-
-
-def steps_per_epoch(config: TrainConfig, train_images: int) -> int:
-    """For the preview; an auto batch is found when the run starts, so any guess draws the same
-    curve in epochs."""
-    return max(1, train_images // (config.batch_size or NO_PROBE_BATCH))
 
 
 def schedule_preview(config: TrainConfig, train_images: int) -> None:
-    points = lr_curve(config, steps_per_epoch(config, train_images))
+    # an auto batch is found when the run starts; any guess draws the same curve in epochs
+    points = lr_curve(config, steps_per_epoch(train_images, config.batch_size or NO_PROBE_BATCH))
     st.plotly_chart(lr_schedule_figure(points, config.schedule), key="lr_schedule_chart")
 
 
@@ -94,7 +93,6 @@ def train_page(names: list[str]) -> None:
         start(config)
 
 
-ensure_routed()
 st.title("Train")
 if "clone_config" in st.session_state:
     apply_clone(st.session_state.pop("clone_config"))

@@ -23,6 +23,7 @@ from core.data.loader import to_model_input
 from core.durable import replace_durably
 from core.serving.infer import LoadedModel, ModelUnavailable, load_model
 from core.store import Store
+from core.training.run_files import weights_file
 from core.workspace import runs_dir
 
 CACHE_NAME = "predictions_val.npz"
@@ -41,7 +42,7 @@ def validation_probabilities(run_ref: str, store: Store | None = None, batch_siz
     if run is None:
         raise ModelUnavailable(f"There is no run {run_ref!r}.")
     folder = runs_dir() / run["run_id"]
-    weights = folder / "best.safetensors"
+    weights = weights_file(folder)
     if not weights.exists():
         raise ModelUnavailable(f"Run {run['name']} has no trained model yet ({run['status']}).")
     loaded = load_model(run["run_id"], store, device=device)

@@ -17,6 +17,7 @@ from core.analysis.compare import config_diff, display
 from core.config import TrainConfig
 from core.runs.queue import ensure_worker, submit
 from core.store import Store
+from core.workspace import next_free_name
 
 NOT_A_SETTING = ("name", "seed")  # runs differing only in these are one configuration
 
@@ -45,6 +46,33 @@ def plan_sweep(base: TrainConfig, models: Sequence[str], lrs: Sequence[float] | 
         config.validate()
         configs.append(config)
     return configs
+
+
+def parse_rates(text: str) -> list[float]:
+    """'0.001, 3e-3' → [0.001, 0.003]; an empty box means the optimizer's default rate."""
+    rates = []
+    for part in text.replace(";", ",").split(","):
+        if part.strip():
+            try:
+                rates.append(float(part))
+            except ValueError:
+                raise ValueError(f"{part.strip()!r} is not a learning rate; write numbers such "
+                                 "as 0.001, 0.003") from None
+    return rates
+
+
+def grid_shape(configs: Sequence[TrainConfig]) -> dict[str, int]:
+    """How many different values a planned sweep takes per dimension: architecture, learning
+    rate, batch size, seed (their product is the number of runs)."""
+    return {"architecture": len({c.model for c in configs}),
+            "learning rate": len({c.peak_lr() for c in configs}),
+            "batch size": len({c.batch_size for c in configs}),
+            "seed": len({c.seed for c in configs})}
+
+
+def free_sweep_name(data: str, taken: set[str]) -> str:
+    """The first `<data>-sweep-N` no sweep is called yet."""
+    return next_free_name(f"{data}-sweep-{{n}}", taken)
 
 
 def sweep_name(config: TrainConfig, show_batch: bool) -> str:

@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from core.cli.common import Result, command, fmt
-from core.config import AUTO_BATCH, GROUPS, Setting, TrainConfig, settings
+from core.config import AUTO_BATCH, GROUPS, Setting, TrainConfig, settings, value_type
 from core.data.dataset import load_dataset
 from core.runs.queue import resumable_run, submit
 from core.runs.record import new_run
@@ -18,7 +17,6 @@ from core.training.recipes import RECIPES, recipe_config
 TRAIN_KEYS = ("run_id", "name", "status", "model", "data", "device", "epochs", "best_val_acc",
               "best_epoch", "test_acc", "train_seconds", "train_images_per_s", "params", "flops",
               "image_size", "batch_size", "compile_mode", "error", "per_class")
-TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 
 
 def batch_size_arg(text: str) -> int:
@@ -45,9 +43,9 @@ OFF = "off"  # a flag given to turn an optional setting off (its value becomes N
 PARSERS = {"batch_size": batch_size_arg, "ema_decay": ema_decay_arg}
 
 
-def flag_type(name: str, field_type: str):
-    """The argparse `type` of field `name`, from its annotation ("int | None" → int)."""
-    return PARSERS.get(name) or TYPES[field_type.split("|")[0].strip()]
+def flag_type(name: str):
+    """The argparse `type` of setting `name`."""
+    return PARSERS.get(name) or value_type(name)
 
 
 def flag_help(meta: Setting) -> str:
@@ -59,13 +57,12 @@ def flag_help(meta: Setting) -> str:
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig setting, grouped as the Train form groups them. A flag not
     given stays None, so only what is given overrides a recipe."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     groups = {group: parser.add_argument_group(f"{group} settings") for group in GROUPS}
     for name, meta in settings().items():
         if not meta.cli:
             continue
         flag = "--" + name.replace("_", "-")
-        kind = flag_type(name, str(fields[name].type))
+        kind = flag_type(name)
         options: dict = {"help": flag_help(meta), "default": None, "dest": name}
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction

@@ -14,6 +14,7 @@ from core.data.dataset import Dataset, delete_dataset, list_datasets, load_datas
 from core.data.demo import DEMOS, create_demo
 from core.data.ingest import import_dataset, import_entries
 from core.store import Store
+from core.workspace import next_free_name
 
 Progress = Callable[[int, int], None] | None
 
@@ -60,6 +61,14 @@ def summaries() -> list[dict]:
 def remove(name: str) -> None:
     delete_dataset(name)
     Store().forget_dataset(name)
+
+
+def free_version_name(name: str) -> str:
+    """The next free name for a new version of dataset `name`: pets → pets-v2, pets-v2 → pets-v3
+    (or the first free one after it)."""
+    stem, _, number = name.rpartition("-v")
+    base = stem if stem and number.isdigit() else name
+    return next_free_name(base + "-v{n}", list_datasets(), start=2)
 
 
 def demo_kinds() -> dict[str, str]:

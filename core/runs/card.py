@@ -9,6 +9,7 @@ import json
 from core.config import TrainConfig
 from core.data.dataset import DatasetError, load_dataset
 from core.store import Store
+from core.training.run_files import MODEL_CARD
 from core.workspace import runs_dir
 
 NOT_RECORDED = "not recorded"
@@ -39,7 +40,7 @@ def run_card(run_ref: str, store: Store | None = None) -> dict:
 
 def dataset_card(run: dict) -> dict:
     """The dataset as the run saw it (model.json, written at run start) and as it is now."""
-    card_path = runs_dir() / run["run_id"] / "model.json"
+    card_path = runs_dir() / run["run_id"] / MODEL_CARD
     model_card = json.loads(card_path.read_text()) if card_path.exists() else {}
     trained_hash = model_card.get("content_hash") or NOT_RECORDED
     info = {"name": run["data"], "content_hash": trained_hash,

@@ -20,6 +20,7 @@ from core.training.checkpoint import checkpoint_state, has_checkpoint
 from core.training.device import release_memory
 from core.training.hooks import Hooks, LogFile
 from core.training.loop import fit
+from core.training.run_files import LOG
 from core.workspace import this_host
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def execute_run(run_id: str, store: Store, extra_hooks: list[Hooks] | None = Non
                      worker_host=this_host(), stop_requested=0, error=None, finished_at=None)
     heartbeat = RunHeartbeat(store, run_id)
     heartbeat.start()
-    hooks = [StoreRecorder(store, run_id, heartbeat), LogFile(folder / "log.txt"),
+    hooks = [StoreRecorder(store, run_id, heartbeat), LogFile(folder / LOG),
              *(extra_hooks or [])]
     try:
         if resume:
@@ -154,7 +155,7 @@ def fit_shrinking_batch_on_oom(config: TrainConfig, folder: Path, hooks: list[Ho
             release_memory()
             notes.append(f"out of memory at batch size {config.batch_size}; "
                          f"continued at {config.batch_size // 2}")
-            LogFile(folder / "log.txt").write(notes[-1])
+            LogFile(folder / LOG).write(notes[-1])
             config.batch_size //= 2
             store.update_run(run_id, config=config.to_dict())
             resume = True
@@ -169,7 +170,7 @@ def failure(config: TrainConfig, error: Exception, folder: Path) -> dict:
     elif "out of memory" in message.lower():
         message = ("The device ran out of memory. Lower the batch size or the image size, "
                    "or pick a smaller model.")
-    LogFile(folder / "log.txt").write("failed: " + "".join(
+    LogFile(folder / LOG).write("failed: " + "".join(
         traceback.format_exception(type(error), error, error.__traceback__)))
     return {"status": "failed", "error": message, "model": config.model, "data": config.data,
             "device": config.device, "epochs": 0, "best_val_acc": None, "test_acc": None,

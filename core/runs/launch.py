@@ -37,6 +37,7 @@ from core.training.ranks import (
     joined,
     leave_process_group,
 )
+from core.training.run_files import TORCHRUN_LOG
 from core.workspace import REPO_ROOT, home, runs_dir
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def launch_torchrun(run_id: str, nproc: int, log_path: Path | None = None) -> su
     """Start a queued (or claimed) run as a torchrun job on this machine; its output goes to
     `log_path` (default: `torchrun.log` in the run folder)."""
 
-    log_path = log_path or run_folder(run_id) / "torchrun.log"
+    log_path = log_path or run_folder(run_id) / TORCHRUN_LOG
     with open(log_path, "a") as output:
         return subprocess.Popen(
             torchrun_command(run_id, nproc), stdout=output, stderr=subprocess.STDOUT,
@@ -206,7 +207,7 @@ def run_through_torchrun(run_id: str, store: Store) -> dict:
         ended = "stopped" if stop_asked else "failed"
         error = None if ended == "stopped" else (
             f"The torchrun job ended (exit code {code}) before the run finished; its output is "
-            f"in {run_folder(run_id) / 'torchrun.log'}. Resume the run to continue from its "
+            f"in {run_folder(run_id) / TORCHRUN_LOG}. Resume the run to continue from its "
             "last checkpoint.")
         store.update_run(run_id, status=ended, error=error, finished_at=time.time())
         run = store.get_run(run_id)

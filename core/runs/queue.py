@@ -89,6 +89,16 @@ def reconcile(store: Store) -> list[str]:
     return dead + store.mark_stale_runs(max_age_s=STALE_SECONDS)
 
 
+def keep_queue_moving(store: Store) -> list[dict]:
+    """What a page does on every render: mark runs whose worker died as interrupted, and start
+    a worker when runs wait with none (after a reboot, say). Returns every run, newest first."""
+    reconcile(store)
+    runs = store.list_runs()
+    if any(run["status"] == "queued" for run in runs):
+        ensure_worker()  # no-op while a worker runs or is starting
+    return runs
+
+
 def submit(config: TrainConfig, store: Store | None = None, *, group: str | None = None,
            start_worker: bool = True) -> str:
     """Queue a run and make sure a worker will pick it up."""

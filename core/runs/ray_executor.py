@@ -37,6 +37,7 @@ from core.runs.queue import reconcile
 from core.runs.record import run_folder
 from core.store import Store
 from core.training.hooks import LogFile
+from core.training.run_files import LOG
 from core.workspace import home, this_host
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def train_on_node(run_id: str, workspace: str, db_url: str, dispatcher_pid: int)
         store.update_run(run_id, status="stopped", finished_at=time.time())
         return {"run_id": run_id, "status": "stopped"}
     if run["worker_pid"] not in (None, dispatcher_pid):
-        LogFile(run_folder(run_id) / "log.txt").write(
+        LogFile(run_folder(run_id) / LOG).write(
             f"worker process {run['worker_pid']} died; resuming from the last checkpoint "
             f"on {socket.gethostname()} (pid {os.getpid()})")
     # started: from here the dispatcher no longer beats for it (this process and the run do)

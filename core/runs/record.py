@@ -10,6 +10,7 @@ from pathlib import Path
 from core.config import TrainConfig
 from core.durable import write_json_atomic
 from core.store import Store
+from core.training.run_files import CONFIG
 from core.workspace import runs_dir
 
 
@@ -29,7 +30,7 @@ def new_run(config: TrainConfig, store: Store, *, status: str = "queued",
 
         describe_model(config.model)  # an unknown name fails here, before a run row exists
     run_id = store.create_run(config.to_dict(), name=config.name, status=status, group=group)
-    write_json_atomic(run_folder(run_id) / "config.json", config.to_dict())
+    write_json_atomic(run_folder(run_id) / CONFIG, config.to_dict())
     return run_id
 
 

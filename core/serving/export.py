@@ -9,6 +9,7 @@ difference and the top-1 agreement are recorded on the run and in the card.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -29,6 +30,7 @@ from core.store import Store
 from core.training.checkpoint import load_weights, save_tensors_atomic
 from models import create_model
 
+log = logging.getLogger(__name__)
 FORMATS = ("onnx", "torchscript", "safetensors")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 OPSET = 18
@@ -108,6 +110,8 @@ def write_onnx(loaded: LoadedModel, example: torch.Tensor, path: Path) -> dict:
             return {"exporter": "torch.export", "opset": OPSET}
         except Exception as error:  # noqa: BLE001 - fall back to the older exporter below
             first_error = f"{error.__class__.__name__}: {error}"
+            log.warning("torch.export-based ONNX export failed, trying the TorchScript-based "
+                        "exporter: %s", first_error[:500])
         path.unlink(missing_ok=True)
         axes = {"input": {0: "batch"}, "logits": {0: "batch"}}
         torch.onnx.export(loaded.model, (example,), str(path), dynamo=False,

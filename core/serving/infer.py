@@ -15,6 +15,7 @@ from core.data.transforms import fit_image
 from core.store import Store
 from core.training.checkpoint import load_weights
 from core.training.model_card import read_model_card
+from core.training.run_files import MODEL_CARD, weights_file
 from core.workspace import runs_dir
 from models import create_model
 
@@ -66,8 +67,8 @@ def load_model(run_ref: str, store: Store | None = None, *, checkpoint: str = "b
     if run is None:
         raise ModelUnavailable(f"There is no run {run_ref!r}; see `python -m core runs list`.")
     folder = runs_dir() / run["run_id"]
-    weights = folder / f"{checkpoint}.safetensors"
-    if not (folder / "model.json").exists() or not weights.exists():
+    weights = weights_file(folder, checkpoint)
+    if not (folder / MODEL_CARD).exists() or not weights.exists():
         raise ModelUnavailable(
             f"Run {run['name']} has no trained model yet ({run['status']}); "
             "wait for its first epoch to finish or pick another run.")

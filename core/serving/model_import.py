@@ -22,6 +22,7 @@ from core.durable import write_json_atomic
 from core.runs.record import run_folder
 from core.store import Store
 from core.training.checkpoint import save_tensors_atomic
+from core.training.run_files import CONFIG, MODEL_CARD, weights_file
 from core.workspace import runs_dir
 from models import ModelError, create_model
 
@@ -64,10 +65,10 @@ def import_model(weights: Path | str | bytes, card: dict | Path | str | bytes, n
 
 def write_run_files(folder: Path, config: TrainConfig, card: dict,
                     state: dict[str, torch.Tensor]) -> None:
-    """What load_model reads: best.safetensors (keys `model.*`) and model.json."""
-    write_json_atomic(folder / "config.json", config.to_dict())
-    save_tensors_atomic(folder / "best.safetensors", {f"model.{k}": v for k, v in state.items()})
-    write_json_atomic(folder / "model.json", {key: card.get(key) for key in (
+    """What load_model reads: the best weights (keys `model.*`) and the model card."""
+    write_json_atomic(folder / CONFIG, config.to_dict())
+    save_tensors_atomic(weights_file(folder), {f"model.{k}": v for k, v in state.items()})
+    write_json_atomic(folder / MODEL_CARD, {key: card.get(key) for key in (
         *CARD_KEYS, "data", "content_hash", "spec")})
 
 

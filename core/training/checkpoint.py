@@ -22,6 +22,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from core.durable import fsync_file, replace_durably, write_json_atomic
+from core.training.run_files import state_file, weights_file
 
 STATE_KEY = "cnn_studio_state"  # the checkpoint's JSON state, inside the safetensors header
 
@@ -39,7 +40,7 @@ def save_checkpoint(folder: Path, stem: str, model: torch.nn.Module,
     if optimizer is not None:
         optim_tensors, meta["optimizer"] = flatten_optimizer(optimizer)
         tensors.update(optim_tensors)
-    save_tensors_atomic(folder / f"{stem}.safetensors", tensors,
+    save_tensors_atomic(weights_file(folder, stem), tensors,
                         metadata={STATE_KEY: json.dumps(meta)})
     write_json_atomic(folder / f"{stem}.json", meta)
 
@@ -49,7 +50,7 @@ def load_checkpoint(folder: Path, stem: str, model: torch.nn.Module,
                     ema: torch.nn.Module | None = None) -> dict:
     """Load weights (and optimizer state, EMA weights) into the given objects; return the JSON
     state. An `ema` the checkpoint has no average for starts from the model's weights."""
-    with safe_open(str(folder / f"{stem}.safetensors"), framework="pt",
+    with safe_open(str(weights_file(folder, stem)), framework="pt",
                    device=str(param_device(model))) as handle:
         embedded = (handle.metadata() or {}).get(STATE_KEY)
         names = handle.keys()
@@ -66,18 +67,18 @@ def load_checkpoint(folder: Path, stem: str, model: torch.nn.Module,
 
 
 def has_checkpoint(folder: Path, stem: str) -> bool:
-    return (folder / f"{stem}.json").exists() and (folder / f"{stem}.safetensors").exists()
+    return state_file(folder, stem).exists() and (weights_file(folder, stem)).exists()
 
 
 def checkpoint_state(folder: Path, stem: str) -> dict:
     """The state saved with a checkpoint (epoch, progress...), without loading its tensors."""
-    with safe_open(str(folder / f"{stem}.safetensors"), framework="pt") as handle:
+    with safe_open(str(weights_file(folder, stem)), framework="pt") as handle:
         embedded = (handle.metadata() or {}).get(STATE_KEY)
     return json.loads(embedded) if embedded else read_json_state(folder, stem)
 
 
 def read_json_state(folder: Path, stem: str) -> dict:
-    return json.loads((folder / f"{stem}.json").read_text())
+    return json.loads(state_file(folder, stem).read_text())
 
 
 def remove_partial_writes(folder: Path) -> None:

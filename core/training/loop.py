@@ -32,9 +32,12 @@ from core.training.evaluate import evaluate, per_class_metrics
 from core.training.hooks import HookList, Hooks
 from core.training.prepare import PreparedRun, attach, prepare
 from core.training.ranks import is_main
+from core.training.run_files import TEST_CONFUSION
 from core.training.schedule import lr_factor
 
 FLUSH_SECONDS = 1.0  # how often step metrics are read from the device and sent to the hooks
+TOP5_MIN_CLASSES = 10  # top-5 accuracy is reported from this many classes on
+GiB = 2**30
 
 
 class StopRequested(Exception):
@@ -114,7 +117,7 @@ def run_epochs(config: TrainConfig, prepared: PreparedRun, progress: Progress, h
         stop_early = (update_early_stopping(config, progress, val["loss"])
                       or out_of_budget(config, progress))
         metrics = {**train_metrics, "val_loss": val["loss"], "val_acc": val["acc"]}
-        if prepared.num_classes >= 10:
+        if prepared.num_classes >= TOP5_MIN_CLASSES:
             metrics["val_top5"] = val["top5"]
         progress.last_epoch = {"step": progress.step, "epoch": progress.epoch, "metrics": metrics}
         if prepared.ranks.is_main:
@@ -149,8 +152,8 @@ def train_one_epoch(config: TrainConfig, prepared: PreparedRun, progress: Progre
     epoch = progress.epoch
     ranks = prepared.ranks
     # dropout; per epoch, so a resume replays it, and per rank, so ranks draw different masks
-    torch.manual_seed((config.seed * 1000 + epoch) * ranks.world_size + ranks.rank)
-    generator = torch.Generator(device=device).manual_seed(config.seed * 1000 + epoch)
+    torch.manual_seed(epoch_seed(config.seed, epoch) * ranks.world_size + ranks.rank)
+    generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch))
     augment = Augment(config.flip, config.pad_crop, config.jitter,
                       share=(ranks.rank, ranks.world_size))
     peak_lr = config.peak_lr()
@@ -200,6 +203,11 @@ def train_one_epoch(config: TrainConfig, prepared: PreparedRun, progress: Progre
             "epoch_seconds": seconds, "images_per_s": seen / seconds, "lr": lr}
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's batch order and augmentation: a resume replays it exactly."""
+    return seed * 1000 + epoch
+
+
 def flush_window(prepared: PreparedRun, progress: Progress, hooks: Hooks, window_loss: torch.Tensor,
                  window_images: int, window_start: float, lr: float, seen: int) -> None:
     loss_sum, window_images = prepared.ranks.window_totals(
@@ -213,7 +221,7 @@ def flush_window(prepared: PreparedRun, progress: Progress, hooks: Hooks, window
     metrics = {"loss": loss, "lr": lr,
                "images_per_s": window_images / (time.perf_counter() - window_start)}
     if prepared.device.type == "cuda":
-        metrics["gpu_mem_gb"] = torch.cuda.max_memory_allocated(prepared.device) / 2**30
+        metrics["gpu_mem_gb"] = torch.cuda.max_memory_allocated(prepared.device) / GiB
     hooks.on_step(progress.step, epoch_float, metrics)
     if prepared.ranks.agree(hooks.should_stop()):
         raise StopRequested
@@ -234,7 +242,7 @@ def finish(config: TrainConfig, prepared: PreparedRun, progress: Progress, run_d
         "environment": environment(prepared.device),
     }
     if prepared.device.type == "cuda":
-        result["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(prepared.device) / 2**30
+        result["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(prepared.device) / GiB
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result |= prepared.ranks.summary()
     if has_checkpoint(run_dir, "best") and len(prepared.test) and prepared.ranks.is_main:
@@ -243,10 +251,10 @@ def finish(config: TrainConfig, prepared: PreparedRun, progress: Progress, run_d
                         tta_flip=config.tta_flip,
                         num_classes=prepared.num_classes, autocast=prepared.autocast)
         result.update(test_acc=test["acc"], test_loss=test["loss"])
-        if prepared.num_classes >= 10:
+        if prepared.num_classes >= TOP5_MIN_CLASSES:
             result["test_top5"] = test["top5"]
         result["per_class"] = per_class_metrics(test["confusion"], prepared.classes)
-        np.save(run_dir / "confusion_test.npy", test["confusion"])
+        np.save(run_dir / TEST_CONFUSION, test["confusion"])
         result["confusion"] = test["confusion"].tolist()
     return result
 

@@ -10,13 +10,13 @@ from pathlib import Path
 from core.config import TrainConfig
 from core.data.dataset import Dataset
 from core.durable import write_json_atomic
+from core.training.run_files import MODEL_CARD
 
-MODEL_CARD = "model.json"
 
 def write_model_card(run_dir: Path, config: TrainConfig, dataset: Dataset, size: int,
                      mean: list[float], std: list[float]) -> None:
     """What inference needs to rebuild the model and preprocess exactly as validation did."""
-    write_json_atomic(run_dir / "model.json", {
+    write_json_atomic(run_dir / MODEL_CARD, {
         "model": config.model, "classes": dataset.classes, "in_chans": dataset.channels,
         "image_size": size, "mean": mean, "std": std, "data": dataset.name,
         "content_hash": dataset.content_hash, "spec": config.extra.get("spec"),
@@ -26,4 +26,4 @@ def write_model_card(run_dir: Path, config: TrainConfig, dataset: Dataset, size:
 
 
 def read_model_card(run_dir: Path) -> dict:
-    return json.loads((run_dir / "model.json").read_text())
+    return json.loads((run_dir / MODEL_CARD).read_text())

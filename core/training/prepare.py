@@ -18,7 +18,6 @@ from core.data.cache import default_image_size, load_cache
 from core.data.dataset import Dataset, load_dataset
 from core.data.loader import DeviceSplit, channel_stats
 from core.training.batch_size import auto_batch_size
-from core.training.checkpoint import load_weights
 from core.training.device import (
     CompiledForward,
     autocast_for,
@@ -39,6 +38,9 @@ from core.training.ranks import (
     is_main,
     joined,
 )
+from core.training.run_files import MODEL_CARD, weights_file
+from core.training.schedule import steps_per_epoch
+from core.training.transfer import load_matching_weights
 from core.workspace import runs_dir
 from models import PRETRAINED_NAME, create_model, model_profile
 from models.pretrained import freeze_backbone, pretrained_data_config
@@ -130,7 +132,7 @@ def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
         device=device, dataset=dataset, image_size=size, train=train, val=val, test=test,
         mean=torch.tensor(mean, device=device), std=torch.tensor(std, device=device),
         model=model, optimizer=make_optimizer(config, model), autocast=autocast,
-        forward=forward, steps_per_epoch=max(1, len(train) // config.batch_size),
+        forward=forward, steps_per_epoch=steps_per_epoch(len(train), config.batch_size),
         params=profile["params"], flops=profile.get("flops"), batch_size=config.batch_size,
         ema=WeightEMA(model, config.ema_decay) if config.ema_decay else None,
     )
@@ -160,36 +162,10 @@ def build_model(config: TrainConfig, dataset: Dataset, size: int) -> torch.nn.Mo
                          num_classes=len(dataset.classes), image_size=size)
     if config.init_from:
         source = runs_dir() / config.init_from
-        same_classes = (source / "model.json").exists() and \
+        same_classes = (source / MODEL_CARD).exists() and \
             read_model_card(source)["classes"] == dataset.classes
-        load_matching_weights(model, source / "best.safetensors", keep_head=same_classes)
+        load_matching_weights(model, weights_file(source), keep_head=same_classes)
     return model
-
-
-def load_matching_weights(model: torch.nn.Module, path: Path, *, keep_head: bool) -> None:
-    """Start from another run's weights. The head stays new unless `keep_head` (same classes in
-    the same order); so does any layer whose shape differs."""
-    if not path.exists():
-        raise ValueError(f"No trained weights at {path}; choose a completed run to start from.")
-    own = model.state_dict()
-    head = set() if keep_head else head_keys(model)
-    weights = {k: v for k, v in load_weights(path).items()
-               if k in own and own[k].shape == v.shape and k not in head}
-    if not weights:
-        raise ValueError("That run's model shares no layers with this one; pick the same model.")
-    model.load_state_dict(weights, strict=False)
-
-
-def head_keys(model: torch.nn.Module) -> set[str]:
-    """State-dict keys of the classification head: timm's classifier, else the last Linear."""
-    if hasattr(model, "get_classifier"):
-        head = model.get_classifier()
-    else:
-        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        head = linears[-1] if linears else None
-    names = {id(tensor): name for name, tensor in model.state_dict(keep_vars=True).items()}
-    return {names[id(t)] for t in (head.state_dict(keep_vars=True).values() if head else [])
-            if id(t) in names}
 
 
 def attach(prepared: PreparedRun, config: TrainConfig) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from core.config import TrainConfig
 from core.data.cache import default_image_size
 from core.data.dataset import Dataset, load_dataset
+from core.training.schedule import steps_per_epoch
 
 SPEED_RUN_BATCH = 512
 SPEED_RUN_LR = 0.4  # at SPEED_RUN_BATCH; the rate scales linearly with the batch
@@ -57,11 +58,6 @@ def training_images(dataset: Dataset) -> int:
         raise ValueError(f"Dataset {dataset.name} has no training images; re-import it with a "
                          "training split.")
     return count
-
-
-def steps_per_epoch(train_images: int, batch: int) -> int:
-    """As the training loop counts them (core.training.prepare: the last partial batch dropped)."""
-    return max(1, train_images // batch)
 
 
 def epochs_for(train_images: int, batch: int, at_least: int) -> int:

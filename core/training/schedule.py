@@ -7,6 +7,12 @@ import math
 from core.config import TrainConfig
 
 
+def steps_per_epoch(train_images: int, batch_size: int) -> int:
+    """Steps in one epoch as the loop takes them (data.loader's drop_last): full batches only,
+    or one step of the whole split when it is smaller than a batch."""
+    return max(1, train_images // batch_size)
+
+
 def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     """Multiplier of the peak learning rate at `step` (0-based) of the whole run."""
     total = max(1, config.epochs * steps_per_epoch)

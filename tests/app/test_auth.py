@@ -1,5 +1,5 @@
 """Sign-in for a shared server: the password check (core.auth) and the gate in front of every
-page (app.py + pages/_sign_in.py) under Streamlit's AppTest: a wrong password is refused with
+page (app.py + pages/ui/sign_in.py) under Streamlit's AppTest: a wrong password is refused with
 a message, the right one admits, sign-out signs out, OIDC (st.login) when [auth] is
 configured, and with nothing configured the local default stays open."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import pages._sign_in
+import pages.ui.sign_in
 from core.auth import (
     PASSWORD_ENV,
     AuthConfigError,
@@ -18,6 +18,7 @@ from core.auth import (
     hash_password,
     password_matches,
 )
+from pages.ui.common import PAGES
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PASSWORD = "correct horse battery staple"
@@ -33,7 +34,7 @@ def texts(elements) -> str:
 @pytest.fixture
 def open_server(studio_home, monkeypatch):
     monkeypatch.delenv(PASSWORD_ENV, raising=False)
-    monkeypatch.setattr(pages._sign_in, "FAILED_SIGN_IN_DELAY", 0.0)
+    monkeypatch.setattr(pages.ui.sign_in, "FAILED_SIGN_IN_DELAY", 0.0)
     return studio_home
 
 
@@ -113,19 +114,18 @@ def test_a_wrong_password_is_refused_and_the_right_one_admits(open_server, monke
     assert at.sidebar.button(key="sign_out")
 
 
-@pytest.mark.parametrize("page", ["datasets.py", "classify.py"])
-def test_every_page_is_behind_the_password(open_server, monkeypatch, page) -> None:
-    """A page's URL as a fresh server's first request runs the page's file by itself, in
-    Streamlit's `pages/` folder mode; ensure_routed hands that run to app.py and its gate."""
-    from streamlit.runtime.pages_manager import PagesManager
-
+@pytest.mark.parametrize("key", sorted(PAGES))
+def test_every_page_is_behind_the_password(open_server, monkeypatch, key) -> None:
+    """A page file run by itself (as Streamlit runs one on a fresh server whose first request
+    is that page's URL) shows the sign-in form and nothing of the page."""
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
-    # as on a real server, whose main script (app.py) has the pages/ folder beside it
-    monkeypatch.setattr(PagesManager, "main_script_parent", property(lambda _: Path(APP).parent))
-    at = AppTest.from_file(str(Path(APP).parent / "pages" / page), default_timeout=60).run()
+    at = AppTest.from_file(PAGES[key], default_timeout=60).run()
     assert not at.exception, at.exception
     assert on_sign_in_page(at)
-    assert not at.file_uploader and not at.tabs, "nothing of the page itself"
+    assert not at.file_uploader and not at.tabs and not at.selectbox, "nothing of the page"
+    sign_in(at, PASSWORD)
+    assert not at.exception, at.exception
+    assert not on_sign_in_page(at), "signed in, the page opens"
 
 
 def test_sign_out_shows_the_sign_in_page_again(open_server, monkeypatch) -> None:
@@ -145,12 +145,12 @@ def test_changing_the_password_signs_sessions_out(open_server, monkeypatch) -> N
 
 
 def test_an_identity_provider_in_secrets_uses_st_login(open_server, monkeypatch) -> None:
-    monkeypatch.setattr(pages._sign_in, "authlib_installed", lambda: False)
+    monkeypatch.setattr(pages.ui.sign_in, "authlib_installed", lambda: False)
     at = app({"auth": OIDC}, user={"is_logged_in": False})
     assert on_sign_in_page(at)
     assert "needs Authlib" in texts(at.error)
 
-    monkeypatch.setattr(pages._sign_in, "authlib_installed", lambda: True)
+    monkeypatch.setattr(pages.ui.sign_in, "authlib_installed", lambda: True)
     at = app({"auth": OIDC}, user={"is_logged_in": False})
     assert on_sign_in_page(at)
     assert at.button(key="sign_in").label == "Sign in"
@@ -164,7 +164,7 @@ def test_an_identity_provider_in_secrets_uses_st_login(open_server, monkeypatch)
 
 
 def test_only_listed_accounts_pass_the_identity_provider(open_server, monkeypatch) -> None:
-    monkeypatch.setattr(pages._sign_in, "authlib_installed", lambda: True)
+    monkeypatch.setattr(pages.ui.sign_in, "authlib_installed", lambda: True)
     secrets = {"auth": OIDC, "studio": {"allowed_accounts": ["ada@example.org", "@lab.org"]}}
     for email, verified, admitted in [("ada@example.org", True, True),
                                       ("Bob@Lab.org", True, True),
@@ -183,8 +183,8 @@ def test_an_unreadable_secrets_file_is_an_error_not_an_open_server(open_server, 
                                                                   monkeypatch) -> None:
     broken = tmp_path / "secrets.toml"
     broken.write_text("[studio\npassword = ")
-    real_get_option = pages._sign_in.st.get_option
-    monkeypatch.setattr(pages._sign_in.st, "get_option", lambda name: [str(broken)]
+    real_get_option = pages.ui.sign_in.st.get_option
+    monkeypatch.setattr(pages.ui.sign_in.st, "get_option", lambda name: [str(broken)]
                         if name == "secrets.files" else real_get_option(name))
     at = app()
     assert "misconfigured" in texts(at.error)

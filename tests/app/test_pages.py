@@ -15,16 +15,17 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from upload_files import png, zip_bytes
 
-from core.config import TrainConfig
+from core.config import TrainConfig, settings
 from core.data.dataset import list_datasets
 from core.runs import queue
 from core.runs.execute import execute_run
 from core.runs.record import new_run
 from core.store import Store
-from pages._dataset_import import safe_name
-from pages._layer_editor import STARTER, layer_to_row, row_to_layer, rows_to_spec
-from pages.charts import MAX_POINTS, thin
-from pages.metric_log import MetricLog
+from pages.ui.charts import MAX_POINTS, thin
+from pages.ui.layer_editor import STARTER, layer_to_row, row_to_layer, rows_to_spec
+from pages.ui.metric_log import MetricLog
+from pages.ui.settings_form import group_settings
+from pages.ui.train_form import MORE, OWN_WIDGETS
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = ["pages/home.py", "pages/datasets.py", "pages/train.py", "pages/runs.py",
@@ -193,6 +194,23 @@ def test_custom_layers_show_the_parameter_count(shapes_dataset) -> None:
     # conv 3→32, conv 32→64, dense 8·8·64→128, head 128→3
     expected = (3 * 32 * 9 + 32) + (32 * 64 * 9 + 64) + (8 * 8 * 64 * 128 + 128) + (128 * 3 + 3)
     assert params == f"{expected:,}"
+
+
+def test_the_train_form_is_made_from_the_config_schema(shapes_dataset) -> None:
+    """Every setting under "More settings" has its widget, labelled and bounded as the schema
+    says: the form writes no range or label of its own."""
+    at = open_page("pages/train.py")
+    widgets = {element.key: element for kind in ("number_input", "slider", "checkbox",
+                                                  "selectbox")
+               for element in getattr(at, kind)}
+    for group in MORE:
+        for name in group_settings(group, exclude=OWN_WIDGETS):
+            meta, widget = settings()[name], widgets[f"train_{name}"]
+            assert widget.label == meta.label
+            if widget.type == "number_input":
+                assert (widget.min, widget.max) == (meta.low, meta.high), name
+            if widget.type == "selectbox":
+                assert list(widget.options) == [str(choice) for choice in meta.choices], name
 
 
 def test_a_custom_network_is_queued_with_its_layers(shapes_dataset, monkeypatch) -> None:
@@ -408,13 +426,10 @@ def test_metric_log_reports_progress_and_speed() -> None:
     assert log.latest("loss") == 1.0 and log.latest("lr") is None
 
 
-def test_safe_name_turns_a_file_name_into_a_dataset_name() -> None:
-    assert safe_name("My Photos (2).zip") == "My-Photos-2"
-    assert safe_name("...zip") == "dataset"
 
 
 def test_charts_stay_small_for_long_runs() -> None:
-    from pages.charts import Trace, line_figure
+    from pages.ui.charts import Trace, line_figure
 
     xs = np.arange(50_000).tolist()
     fig = line_figure([Trace("loss", xs, xs)], "Loss", "step", "loss")

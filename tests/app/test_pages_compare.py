@@ -23,7 +23,7 @@ from core.runs import queue
 from core.runs.execute import execute_run
 from core.runs.record import delete_run, new_run
 from core.store import Store
-from pages._compare_sections import short_names
+from pages.ui.mistake_marks import mark_key_for
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 60
@@ -190,14 +190,6 @@ def test_ticked_rows_of_the_runs_table_open_in_compare(trained) -> None:
     assert at.multiselect(key="compare_runs").value == [newest_first[0], newest_first[2]]
 
 
-def test_short_names_drop_the_parts_every_name_shares() -> None:
-    sweep_names = ["g/tiny-cnn/lr=0.002/seed=0", "g/small-cnn/lr=0.002/seed=0",
-                   "g/tiny-cnn/lr=0.002/seed=1"]
-    assert short_names(sweep_names) == ["tiny-cnn/seed=0", "small-cnn/seed=0", "tiny-cnn/seed=1"]
-    assert short_names(["a/x", "b/x/y"]) == ["a/x", "b/x/y"], "different shapes: kept whole"
-    assert short_names(["run one", "run two"]) == ["run one", "run two"]
-
-
 # Run card -----------------------------------------------------------------------------------
 
 def test_run_card_shows_the_environment_and_rerun_queues_the_same_config(trained) -> None:
@@ -230,7 +222,7 @@ def test_a_cell_opens_its_images_and_marks_save_a_new_dataset_version(trained) -
     cell = cell_images(frame, wrong["true"], wrong["predicted"])
     assert len(at.get("image")) == min(24, len(cell))
     first = int(cell.iloc[0]["index"])
-    at.selectbox(key=f"mark_0_shapes_{first}").set_value("remove").run()
+    at.selectbox(key=mark_key_for("0", "shapes", first)).set_value("remove").run()
     assert not at.exception, at.exception
     at.text_input(key="mistakes_version_shapes").input("shapes-clean")
     at.button(key="mistakes_save").click().run()
@@ -238,7 +230,16 @@ def test_a_cell_opens_its_images_and_marks_save_a_new_dataset_version(trained) -
     assert "shapes-clean" in list_datasets()
     assert len(load_dataset("shapes-clean").items) == len(load_dataset("shapes").items) - 1
     assert "Saved dataset shapes\\-clean" in texts(at.success)
-    assert at.selectbox(key=f"mark_0_shapes_{first}").value == "keep", "marks start afresh"
+    box = at.selectbox(key=mark_key_for("0", "shapes", first))
+    assert box.value == "keep", "marks start afresh"
+
+
+def test_mark_keys_of_two_datasets_never_collide() -> None:
+    """Clearing dataset "b" once reset "a_b"'s boxes: the keys were parsed with rsplit."""
+    keys_b = {mark_key_for("0", "b", index) for index in range(50)}
+    keys_ab = {mark_key_for("0", "a_b", index) for index in range(50)}
+    assert not keys_b & keys_ab
+    assert not any(key.endswith("_b") for key in keys_ab)
 
 
 def test_the_most_confident_mistakes_and_class_galleries_show_images(trained) -> None:
@@ -254,6 +255,20 @@ def test_the_most_confident_mistakes_and_class_galleries_show_images(trained) ->
 
 
 # Sweep --------------------------------------------------------------------------------------
+
+def test_a_sweep_takes_the_train_form_s_augmentation_settings(shapes_dataset) -> None:
+    """Its runs flipped whatever one chose, once: the settings come from the same schema."""
+    at = open_page("pages/sweeps.py")
+    at.multiselect(key="sweep_models").set_value(["tiny-cnn"])
+    at.checkbox(key="sweep_flip").uncheck()
+    at.slider(key="sweep_pad_crop").set_value(0).run()
+    at.button(key="sweep_go").click().run()
+    assert not at.exception, at.exception
+    [run] = Store().list_runs()
+    assert run["config"]["flip"] is False and run["config"]["pad_crop"] == 0
+    Store().update_run(run["run_id"], status="stopped")
+    delete_run(run["run_id"], Store())
+
 
 def test_a_sweep_queues_every_configuration_as_a_group_and_ranks_them(shapes_dataset) -> None:
     at = open_page("pages/sweeps.py")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from shapes import shapes_config as two_epochs
 
 from core.analysis.sweep import plan_sweep, submit_sweep
 from core.config import TrainConfig
@@ -50,6 +51,10 @@ def ray_executor_on(ray_cluster: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_ADDRESS", ray_cluster)
 
 
+def shapes_config(**overrides) -> TrainConfig:
+    return two_epochs(**({"epochs": 1} | overrides))
+
+
 @pytest.fixture
 def store(ray_executor_on, shapes_dataset) -> Store:
     """The workspace's SQLite store, with `shapes`, under the Ray executor."""
@@ -61,12 +66,6 @@ def shared_store(store_url: str, shapes_dataset, ray_executor_on) -> Store:
     """As `store`, once on SQLite and once on PostgreSQL (conftest's store_url), the store a
     cluster of several machines would use."""
     return Store(store_url)
-
-
-def shapes_config(**overrides) -> TrainConfig:
-    settings = {"data": "shapes", "model": "tiny-cnn", "epochs": 1, "batch_size": 64,
-                "device": "cpu"}
-    return TrainConfig(**(settings | overrides))
 
 
 def wait_for(condition: Callable[[], object], what: str, timeout_s: float = TIMEOUT_S):

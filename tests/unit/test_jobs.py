@@ -8,8 +8,8 @@ import threading
 import time
 
 import pytest
+from shapes import shapes_config
 
-from core.config import TrainConfig
 from core.runs import queue, worker
 from core.runs.execute import execute_run
 from core.runs.record import new_run
@@ -18,12 +18,6 @@ from core.training.hooks import Hooks
 from core.workspace import logs_dir, process_alive, runs_dir, this_host, zombie
 
 WORKER_TIMEOUT = 120.0
-
-
-def shapes_config(**overrides) -> TrainConfig:
-    settings = {"data": "shapes", "model": "tiny-cnn", "epochs": 2, "batch_size": 64,
-                "device": "cpu"}
-    return TrainConfig(**(settings | overrides))
 
 
 @pytest.fixture

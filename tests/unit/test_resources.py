@@ -5,16 +5,13 @@ import torch
 
 import core.runs.execute
 from core.config import TrainConfig
-from core.data.catalog import add_demo
 from core.runs.execute import execute_run
 from core.runs.record import new_run
 from core.store import Store
 
 
 @pytest.fixture()
-def shapes(tmp_path, monkeypatch):
-    monkeypatch.setenv("CNN_STUDIO_HOME", str(tmp_path))
-    add_demo("shapes", "shapes")
+def shapes(shapes_dataset) -> Store:
     return Store()
 
 

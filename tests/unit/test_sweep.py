@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.analysis.sweep import group_runs, group_summary, plan_sweep, submit_sweep
+from core.analysis.sweep import (
+    free_sweep_name,
+    grid_shape,
+    group_runs,
+    group_summary,
+    parse_rates,
+    plan_sweep,
+    submit_sweep,
+)
 from core.config import TrainConfig
 from core.store import Store
 
@@ -164,3 +172,22 @@ def test_group_summary_shows_the_settings_that_vary_between_configurations():
 
 def test_group_summary_of_an_unknown_group_is_empty():
     assert group_summary(Store(), "nobody").empty
+
+
+def test_learning_rates_are_read_from_a_comma_list() -> None:
+    assert parse_rates("0.001, 3e-3; 0.01") == [0.001, 0.003, 0.01]
+    assert parse_rates("  ") == []
+    with pytest.raises(ValueError, match="'fast' is not a learning rate"):
+        parse_rates("0.001, fast")
+
+
+def test_the_grid_shape_counts_each_dimension_and_multiplies_to_the_runs() -> None:
+    base = TrainConfig(data="shapes", epochs=1)
+    configs = plan_sweep(base, ["tiny-cnn", "small-cnn"], lrs=[0.001, 0.01], seeds=[0, 1, 2])
+    shape = grid_shape(configs)
+    assert shape == {"architecture": 2, "learning rate": 2, "batch size": 1, "seed": 3}
+    assert math.prod(shape.values()) == len(configs)
+
+
+def test_a_new_sweep_gets_the_first_free_name() -> None:
+    assert free_sweep_name("fm", {"fm-sweep-1"}) == "fm-sweep-2"

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file
+from shapes import shapes_config
 
 import core.training.device
 import core.training.loop
@@ -29,13 +30,6 @@ from models import create_model
 
 EXPECTED_OPTIMIZER = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam,
                       "adamw": torch.optim.AdamW, "rmsprop": torch.optim.RMSprop}
-
-
-def shapes_config(**overrides) -> TrainConfig:
-    """tiny-cnn on the shapes demo, on the CPU; 240 training images → 3 steps an epoch."""
-    settings = {"data": "shapes", "model": "tiny-cnn", "epochs": 2, "batch_size": 64,
-                "device": "cpu", "seed": 0}
-    return TrainConfig(**(settings | overrides))
 
 
 class Recorder(Hooks):

@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.runs.record import run_folder
 from core.serving.export import FORMATS, export_run
-from pages._common import count, plain, store, user_errors
+from pages.ui.common import count, plain, store, user_errors
 
 FORMAT_LABELS = {"onnx": "ONNX (dynamic batch)", "torchscript": "TorchScript",
                  "safetensors": "safetensors (for Import)"}

@@ -9,7 +9,7 @@ from core.runs import queue
 from core.runs.card import clone_config, rerun_config
 from core.runs.record import delete_run
 from core.store import Store
-from pages._common import (
+from pages.ui.common import (
     ACTIVE,
     PAGES,
     USER_ERRORS,

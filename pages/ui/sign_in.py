@@ -23,7 +23,7 @@ from core.auth import (
     configured_password,
     password_matches,
 )
-from pages._common import plain
+from pages.ui.common import plain
 
 SIGNED_IN = "signed_in_with"  # session key: a fingerprint of the password the session gave
 FAILED_SIGN_IN_DELAY = 1.0  # seconds: slows guessing in one session (a proxy limits the rest)

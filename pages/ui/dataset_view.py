@@ -12,8 +12,8 @@ from core.data.cache import default_image_size
 from core.data.dataset import MANIFEST, SPLITS, Dataset, dataset_folder, load_dataset
 from core.data.loader import Augment, augment_images
 from core.data.transforms import fit_image
-from pages._common import plain
-from pages.charts import balance_figure
+from pages.ui.charts import balance_figure
+from pages.ui.common import plain
 
 GALLERY_PER_CLASS = 8
 GALLERY_CLASSES = 12  # more classes than this: the person picks which to show

@@ -11,8 +11,8 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from core.analysis.compare import comparison_table, config_table, curves, smooth
-from pages._common import ACTIVE, store
-from pages._compare_charts import curve_figure, png_config
+from pages.ui.common import ACTIVE, store
+from pages.ui.compare_charts import curve_figure, png_config
 
 CURVES = [  # (metric, title, y-axis title, as percent, best marker)
     ("epoch/val_acc", "Validation accuracy", "accuracy", True, "max"),
@@ -102,18 +102,6 @@ def swatch(colour: str) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-
-
-def short_names(names: list[str]) -> list[str]:
-    """Names without the '/'-separated parts every one of them shares, so a sweep's
-    'grp/tiny-cnn/lr=0.002/seed=0' reads 'tiny-cnn'. The full names where that would leave
-    an empty or a repeated label."""
-    parts = [name.split("/") for name in names]
-    if len(names) < 2 or len({len(p) for p in parts}) != 1 or len(parts[0]) < 2:
-        return list(names)
-    varying = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1]
-    short = ["/".join(p[i] for i in varying) for p in parts]
-    return short if all(short) and len(set(short)) == len(short) else list(names)
 
 
 def results_table(runs: list[dict], colors: dict[str, str], latency: dict) -> pd.DataFrame:

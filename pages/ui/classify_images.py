@@ -10,10 +10,11 @@ import streamlit as st
 from PIL import Image
 
 from core.analysis.explain import grad_cam, overlay
+from core.analysis.ranking import best_run_id
 from core.serving.infer import LoadedModel, open_image
-from pages._classify_model import best_run_id, choose_run, model_for, timed_top_k
-from pages._common import IMAGE_TYPES, pct, plain, weights_stamp
-from pages.charts import top_k_figure
+from pages.ui.charts import top_k_figure
+from pages.ui.common import IMAGE_TYPES, pct, plain, weights_stamp
+from pages.ui.model_choice import choose_run, model_for, timed_top_k
 
 MAX_SHOWN = 20  # images drawn at once; more belong in "Classify many"
 PREVIEW = 512  # px: the shown image (and its heat map) is at most this large

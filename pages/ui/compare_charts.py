@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from pages.charts import base_layout, confusion_figure, line_layout, safe, thin
+from pages.ui.charts import base_layout, confusion_figure, line_layout, safe, thin
 
 LABELLED_POINTS = 6  # trade-off charts name their points up to this many runs
 BEST_MARKER = {"symbol": "star", "size": 15, "line": {"width": 1, "color": "white"}}

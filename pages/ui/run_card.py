@@ -8,7 +8,7 @@ import datetime
 import streamlit as st
 
 from core.runs.card import NOT_RECORDED, run_card
-from pages._common import plain, store, user_errors
+from pages.ui.common import plain, store, user_errors
 
 ENVIRONMENT = {"torch": "PyTorch", "cuda": "CUDA", "device": "device", "gpu": "GPU",
                "python": "Python", "cpu_threads": "CPU threads"}

@@ -1,7 +1,7 @@
 """A run's live view: progress with ETA, Plotly curves, throughput, GPU, the log tail.
 
 While the run is queued or running the view is a fragment re-run about once a second; each
-pass asks the store only for rows from the last step drawn (pages._common.metric_log).
+pass asks the store only for rows from the last step drawn (pages.ui.common.metric_log).
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from core.store import Store
-from pages._common import (
+from pages.ui.charts import TRAIN, VAL, Trace, line_figure
+from pages.ui.common import (
     ACTIVE,
     count,
     duration,
@@ -20,8 +21,7 @@ from pages._common import (
     run_seconds,
     store,
 )
-from pages.charts import TRAIN, VAL, Trace, line_figure
-from pages.metric_log import MetricLog
+from pages.ui.metric_log import MetricLog
 
 POLL_SECONDS = 1.0
 

@@ -9,7 +9,7 @@ from pathlib import PurePath
 import streamlit as st
 
 from core.serving.model_import import EXPORT_HINT, PICKLE_SUFFIXES, import_model
-from pages._common import plain, store, user_errors
+from pages.ui.common import plain, store, user_errors
 
 NOTICE_KEY = "classify_import_notice"
 

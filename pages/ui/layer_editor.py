@@ -6,12 +6,10 @@ import math
 
 import streamlit as st
 
-from models import ModelError, spec_summary, validate_spec
-from pages._common import plain
+from models import ACTIVATION_NAMES, LAYER_TYPES, ModelError, spec_summary, validate_spec
+from pages.ui.common import plain
 
-LAYER_TYPES = ["conv", "pool", "batchnorm", "activation", "dropout", "globalpool", "flatten",
-               "dense"]
-ACTIVATIONS = ["", "relu", "gelu", "silu", "leaky_relu", "tanh", "sigmoid"]
+ACTIVATIONS = ["", *ACTIVATION_NAMES]  # "": none
 STARTER = [  # the tiny-cnn preset, written as layers
     {"layer": "conv", "size": 32, "kernel": 3, "stride": 1, "activation": "relu"},
     {"layer": "pool", "size": 2},

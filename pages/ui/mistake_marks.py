@@ -3,15 +3,19 @@ and saving the marks as a new version of the dataset (the original stays as it i
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
 
 from core.analysis.error_analysis import save_dataset_version
-from core.data.dataset import Dataset, list_datasets
-from pages._common import PAGES, plain, switch_to, user_errors
+from core.data.catalog import free_version_name
+from core.data.dataset import Dataset
+from pages.ui.common import PAGES, plain, switch_to, user_errors
 
 COLUMNS = 6
 KEEP, REMOVE, RELABEL = "keep", "remove", "relabel as "
+MARK_KEYS = "mistake_mark_keys"  # session: dataset → the keys of its mark boxes
 
 
 def marks(dataset: str) -> dict[int, str]:
@@ -55,20 +59,11 @@ def gallery(rows: pd.DataFrame, dataset: Dataset, prefix: str) -> None:
                            f"p(predicted) {row.prob_predicted:.0%} · p(true) {row.prob_true:.0%}"
                            f" · loss {row.loss:.2f}")
             options = action_options(dataset.classes, row.true, row.predicted)
-            key = f"{prefix}_{dataset.name}_{index}"
+            key = mark_key(prefix, dataset.name, index)
             column.selectbox("Mark", options, key=key, label_visibility="collapsed",
                              index=options.index(current_option(own.get(index)))
                              if current_option(own.get(index)) in options else 0,
                              on_change=set_mark, args=(dataset.name, index, key))
-
-
-def free_version_name(name: str) -> str:
-    taken = set(list_datasets())
-    stem = name.rsplit("-v", 1)[0] if name.rsplit("-v", 1)[-1].isdigit() else name
-    version = 2
-    while f"{stem}-v{version}" in taken:
-        version += 1
-    return f"{stem}-v{version}"
 
 
 def save_panel(dataset: Dataset, run: dict) -> None:
@@ -109,10 +104,23 @@ def save_panel(dataset: Dataset, run: dict) -> None:
         clear_marks(dataset.name)
 
 
+def mark_key_for(prefix: str, dataset: str, index: int) -> str:
+    """The session key of one image's mark box: the dataset by a hash of its name, so no two
+    datasets' keys can look alike ("b" and "a_b" once did)."""
+    return f"mark_{prefix}_{index}_{hashlib.sha256(dataset.encode()).hexdigest()[:12]}"
+
+
+def mark_key(prefix: str, dataset: str, index: int) -> str:
+    """mark_key_for, remembered per dataset, so clearing one dataset's marks resets exactly its
+    boxes."""
+    key = mark_key_for(prefix, dataset, index)
+    st.session_state.setdefault(MARK_KEYS, {}).setdefault(dataset, set()).add(key)
+    return key
+
+
 def clear_marks(dataset: str) -> None:
     """Forget the marks and reset the mark boxes of the gallery to "keep"."""
     st.session_state["mistake_marks"].pop(dataset, None)
-    for key in [key for key in st.session_state if str(key).startswith("mark_")
-                and str(key).rsplit("_", 1)[0].endswith(f"_{dataset}")]:
-        del st.session_state[key]
+    for key in st.session_state.get(MARK_KEYS, {}).pop(dataset, set()):
+        st.session_state.pop(key, None)
     st.rerun()

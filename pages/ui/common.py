@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import runpy
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,16 +12,14 @@ import streamlit as st
 
 from core.data.dataset import DatasetError
 from core.data.images import IMAGE_EXTENSIONS
-from core.runs import queue
 from core.runs.record import run_folder
-from core.store import Store, StoreUnavailable
+from core.store import ACTIVE, Store, StoreUnavailable
+from core.training.run_files import LOG, has_trained_model, weights_file
 from models import ModelError
-from pages.metric_log import MetricLog
+from pages.ui.metric_log import MetricLog
 
 USER_ERRORS = (ValueError, DatasetError, ModelError, OSError)  # ModelUnavailable is a ValueError
-APP_SCRIPT = Path(__file__).resolve().parent.parent / "app.py"
 MAX_LOGS = 24  # metric logs kept per session (the oldest are dropped)
-ACTIVE = ("queued", "running")
 IMAGE_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)  # what the uploaders take
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
 SHORTCODE_START = re.compile(r":(?=[A-Za-z])")
@@ -33,26 +30,11 @@ ICONS = {  # Material icons: Streamlit ships the font, so they show without emoj
     "compare": ":material/compare_arrows:", "classify": ":material/image_search:",
     "sweeps": ":material/grid_view:", "mistakes": ":material/troubleshoot:",
 }
-PAGES = {  # page files, for st.page_link and st.switch_page
-    "home": "pages/home.py", "datasets": "pages/datasets.py", "train": "pages/train.py",
-    "runs": "pages/runs.py", "compare": "pages/compare.py", "classify": "pages/classify.py",
-    "sweeps": "pages/sweeps.py", "mistakes": "pages/mistakes.py",
-}
-
-
-def ensure_routed() -> None:
-    """Hand the run to app.py's st.navigation when Streamlit ran this page file by itself.
-
-    A fresh server whose first request is a page's URL (say /classify) runs the page file
-    directly, in Streamlit's older `pages/` folder mode: no router, every helper module listed
-    as a page (AppTest does this on every run). Turning that mode off and running app.py
-    here, in the same script run, routes the same URL with the widget events intact."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if getattr(PagesManager, "uses_pages_directory", False):
-        PagesManager.uses_pages_directory = False
-        runpy.run_path(str(APP_SCRIPT), run_name="__main__")
-        st.stop()
+ROOT = Path(__file__).resolve().parents[2]  # app.py's folder
+PAGE_KEYS = ("home", "datasets", "train", "runs", "compare", "classify", "sweeps", "mistakes")
+# page files, absolute, for st.Page, st.page_link and st.switch_page (a page file Streamlit
+# ran by itself on a fresh server is the main script then; see router.py)
+PAGES = {key: str(ROOT / "pages" / f"{key}.py") for key in PAGE_KEYS}
 
 
 def plain(text: object) -> str:
@@ -128,31 +110,21 @@ def active_runs(runs: list[dict]) -> list[dict]:
     return [run for run in runs if run["status"] in ACTIVE]
 
 
-def keep_jobs_moving(db: Store) -> list[dict]:
-    """Mark runs whose worker died as interrupted, and start a worker when runs wait with none
-    (after a reboot, say). Returns every run, newest first."""
-    queue.reconcile(db)
-    runs = db.list_runs()
-    if any(run["status"] == "queued" for run in runs):
-        queue.ensure_worker()  # no-op while a worker runs or is starting
-    return runs
-
-
 def has_model(run: dict) -> bool:
     folder = run_folder(run["run_id"])
-    return (folder / "model.json").exists() and (folder / "best.safetensors").exists()
+    return has_trained_model(folder)
 
 
 def weights_stamp(run_id: str) -> int:
     """The best checkpoint's mtime: a key that changes when the run is trained further."""
     try:
-        return (run_folder(run_id) / "best.safetensors").stat().st_mtime_ns
+        return weights_file(run_folder(run_id)).stat().st_mtime_ns
     except FileNotFoundError:
         return 0  # the loader says what is missing
 
 
 def log_tail(run_id: str, lines: int = 40) -> str:
-    path: Path = run_folder(run_id) / "log.txt"
+    path: Path = run_folder(run_id) / LOG
     if not path.exists():
         return ""
     with open(path, "rb") as handle:

@@ -8,7 +8,7 @@ import streamlit as st
 from PIL import Image
 
 from core.serving.infer import LoadedModel, load_model
-from pages._common import pct, plain, weights_stamp
+from pages.ui.common import pct, plain, weights_stamp
 
 MAX_CLASSES_LISTED = 12
 
@@ -27,15 +27,6 @@ def model_for(run_id: str) -> LoadedModel:
     """The run's model, loaded once and kept (st.cache_resource); ModelUnavailable (a
     ValueError) with a sentence when its checkpoint is missing or broken."""
     return cached_model(run_id, weights_stamp(run_id))
-
-
-def best_run_id(runs: list[dict]) -> str:
-    """The completed run with the best test accuracy (then validation accuracy, then the
-    newest); any run when none has completed. `runs` is newest first."""
-    completed = [run for run in runs if run["status"] == "completed"] or runs
-    return max(completed, key=lambda run: (run.get("test_acc") is not None,
-                                           run.get("test_acc") or 0.0,
-                                           run.get("best_val_acc") or 0.0))["run_id"]
 
 
 def run_option(run: dict) -> str:

@@ -11,8 +11,8 @@ import streamlit as st
 
 from core.serving.batch import classify_archive, rows_to_csv
 from core.serving.infer import LoadedModel
-from pages._common import IMAGE_TYPES, pct, user_errors
-from pages.charts import confusion_figure
+from pages.ui.charts import confusion_figure
+from pages.ui.common import IMAGE_TYPES, pct, user_errors
 
 RESULT_KEY = "classify_many_result"
 TOP_K = 3

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import streamlit as st
 
 from core.data import catalog
 from core.data.dataset import Dataset, list_datasets
-from pages._common import IMAGE_TYPES, plain, user_errors
+from core.workspace import safe_name
+from pages.ui.common import IMAGE_TYPES, plain, user_errors
 
 REPORT_KEY = "import_report"
-
-
-def safe_name(text: str, fallback: str = "dataset") -> str:
-    """A dataset name core accepts, made from a file name: "My Photos (2).zip" → "My-Photos-2"."""
-    stem = re.sub(r"\.(zip|tar|gz|tgz)$", "", text.strip(), flags=re.IGNORECASE)
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")[:64]
-    return name or fallback
 
 
 def split_settings(key: str) -> tuple[float, float]:

@@ -18,15 +18,16 @@ from core.analysis.compare import (
     top_confusions,
     tradeoff_points,
 )
-from pages._common import PAGES, has_model, plain, store, switch_to, user_errors
-from pages._compare_charts import (
+from core.analysis.ranking import accuracy_key
+from pages.ui.charts import confusion_figure
+from pages.ui.common import PAGES, has_model, plain, store, switch_to, user_errors
+from pages.ui.compare_charts import (
     difference_figure,
     parallel_figure,
     per_class_figure,
     png_config,
     tradeoff_figure,
 )
-from pages.charts import confusion_figure
 
 PARALLEL_FROM = 4  # runs: parallel coordinates help once there are more than a few
 TRADEOFFS = [  # (x column, title, x-axis title)
@@ -155,7 +156,7 @@ def measure_latency(runs: list[dict]) -> dict:
 
 
 def tradeoff_section(table: pd.DataFrame, colors: dict[str, str]) -> None:
-    y = "test_acc" if table["test_acc"].notna().any() else "best_val_acc"
+    y = accuracy_key(table)
     y_title = "test accuracy" if y == "test_acc" else "best val accuracy"
     plots = [(x, title, x_title) for x, title, x_title in TRADEOFFS if table[x].notna().any()]
     if not plots or table[y].isna().all():
