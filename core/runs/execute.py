@@ -91,9 +91,14 @@ class RunHeartbeat(threading.Thread):
                 log.warning("heartbeat failed: %s", error)
 
 
-def execute_run(run_id: str, store: Store, extra_hooks: list[Hooks] | None = None) -> dict:
+def execute_run(run_id: str, store: Store, extra_hooks: list[Hooks] | None = None, *,
+                record_host: bool = True) -> dict:
     """Train a recorded run in this process (resuming from its last checkpoint if it has one)
-    and record the outcome. Returns the result summary with `run_id` and `name`."""
+    and record the outcome. Returns the result summary with `run_id` and `name`.
+
+    `record_host=False` leaves the run's host unset, so no reader marks it interrupted when its
+    pid is gone: for a supervisor that restarts its own processes (Ray); its heartbeat still
+    tells a dead run."""
 
     run = store.get_run(run_id)
     config = TrainConfig.from_dict(run["config"])
@@ -101,7 +106,8 @@ def execute_run(run_id: str, store: Store, extra_hooks: list[Hooks] | None = Non
     resume = has_checkpoint(folder, "last")
     store.update_run(run_id, status="running", started_at=run["started_at"] or time.time(),
                      heartbeat_at=time.time(), worker_pid=os.getpid(),
-                     worker_host=this_host(), stop_requested=0, error=None, finished_at=None)
+                     worker_host=this_host() if record_host else None, stop_requested=0,
+                     error=None, finished_at=None)
     heartbeat = RunHeartbeat(store, run_id)
     heartbeat.start()
     hooks = [StoreRecorder(store, run_id, heartbeat), LogFile(folder / LOG),

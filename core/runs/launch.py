@@ -94,7 +94,7 @@ def follow(job: dict) -> None:
 
 
 def execute(run_id: str, store: Store, extra_hooks: list[Hooks] | None = None, *,
-            may_launch: bool = True) -> dict:
+            may_launch: bool = True, record_host: bool = True) -> dict:
     """Train a recorded run and record its outcome, like core.runs.execute_run (which it calls
     where the run trains in this process): as rank 0 of this process's torchrun job; through a
     new torchrun job when the config asks for several GPUs (`may_launch`); else right here."""
@@ -104,10 +104,10 @@ def execute(run_id: str, store: Store, extra_hooks: list[Hooks] | None = None, *
         raise ValueError(f"There is no run {run_id!r}; see `python -m core runs list`.")
     if joined():
         prepare_job(run_id, store)
-        return execute_run(run_id, store, extra_hooks)
+        return execute_run(run_id, store, extra_hooks, record_host=record_host)
     if may_launch and wants_torchrun(run["config"]):
         return run_through_torchrun(run_id, store)
-    return execute_run(run_id, store, extra_hooks)
+    return execute_run(run_id, store, extra_hooks, record_host=record_host)
 
 
 def wants_torchrun(config: dict) -> bool:

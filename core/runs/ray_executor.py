@@ -38,7 +38,7 @@ from core.runs.record import run_folder
 from core.store import Store
 from core.training.hooks import LogFile
 from core.training.run_files import LOG
-from core.workspace import home, this_host
+from core.workspace import home
 
 log = logging.getLogger(__name__)
 MAX_RETRIES = 3  # times Ray re-runs a run whose worker process or node died
@@ -112,10 +112,12 @@ def train_on_node(run_id: str, workspace: str, db_url: str, dispatcher_pid: int)
         LogFile(run_folder(run_id) / LOG).write(
             f"worker process {run['worker_pid']} died; resuming from the last checkpoint "
             f"on {socket.gethostname()} (pid {os.getpid()})")
-    # started: from here the dispatcher no longer beats for it (this process and the run do)
-    store.update_run(run_id, status="running", worker_pid=os.getpid(), worker_host=this_host(),
+    # started: from here the dispatcher no longer beats for it (this process and the run do).
+    # No host is recorded: Ray retries a dead process itself, so a reader must not mark the run
+    # interrupted on seeing its pid gone; a stale heartbeat still does once Ray gives up.
+    store.update_run(run_id, status="running", worker_pid=os.getpid(), worker_host=None,
                      heartbeat_at=time.time())
-    return execute(run_id, store)
+    return execute(run_id, store, record_host=False)
 
 
 # --------------------------------------------------------------------------- the dispatcher

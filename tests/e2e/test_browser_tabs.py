@@ -148,7 +148,7 @@ def ready_to_start(tab, url: str) -> None:
     epochs = tab.get_by_label("Epochs", exact=True)
     epochs.fill("1")
     epochs.press("Enter")
-    wait_idle(tab)
+    wait_idle(tab, timeout=90)  # the other tab's run trains and the soak writes meanwhile
     assert_clean(tab)
 
 
