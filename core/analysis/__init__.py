@@ -3,6 +3,7 @@
     compare         the numbers behind the Compare page, as plain data
     sweep           one dataset over several settings, grouped and ranked
     error_analysis  validation predictions, confusion cells, cleaned dataset versions
+    dedupe          a dataset version without the extra copies of its duplicates
     explain         Grad-CAM heat maps
     latency         single-image latency of a run's model
     bench           the engine against the naive pipeline, time to accuracy
@@ -17,4 +18,5 @@ __all__, __getattr__, __dir__ = facade(__name__, {
     "error_analysis": ("validation_predictions", "save_dataset_version"),
     "explain": ("grad_cam", "overlay"),
     "latency": ("single_image_latency",),
+    "dedupe": ("dedupe",),
 })

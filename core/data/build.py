@@ -27,7 +27,7 @@ from core.data.dataset import (
     Item,
     dataset_folder,
 )
-from core.data.split import stratified_split
+from core.data.split import grouped_split, leaked_groups, stratified_split
 from core.durable import fsync_directory, write_json_atomic
 from core.workspace import datasets_dir, process_alive
 
@@ -83,13 +83,19 @@ class DatasetBuilder:
     def drop(self, file: str, reason: str) -> None:
         self.dropped.append({"file": file, "reason": reason})
 
-    def finish(self, *, val: float = 0.1, test: float = 0.1, seed: int = 0) -> Dataset:
+    def finish(self, *, val: float = 0.1, test: float = 0.1, seed: int = 0, layout: str = "",
+               notes: list[str] | None = None, duplicates: list[dict] | None = None) -> Dataset:
+        """Split and write. `duplicates` ([{items: [index], kind}]) are kept in one split each
+        where the split is drawn; `notes` and `layout` go into the manifest as they are."""
+        duplicates = duplicates or []
         try:
-            self._assign_splits(val, test, seed)
+            leaks = self._assign_splits(val, test, seed, [group["items"] for group in duplicates])
+            notes = list(notes or []) + leak_note(leaks)
             dataset = Dataset(
                 name=self.name, classes=self.classes, channels=1 if self.all_gray else 3,
                 items=self.items, seed=seed, created=time.time(),
                 content_hash=self._hash.hexdigest()[:16], dropped=self.dropped, origin=self.origin,
+                layout=layout, notes=notes, duplicates=duplicates, leaks=leaks,
             )
             with disk_full_as_dataset_error():
                 self._move_into_place(dataset)
@@ -101,19 +107,37 @@ class DatasetBuilder:
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def _assign_splits(self, val: float, test: float, seed: int) -> None:
+    def _assign_splits(self, val: float, test: float, seed: int,
+                       groups: list[list[int]]) -> dict:
+        """Pinned items keep their split; the others are split stratified and seeded, carving
+        only the splits the source does not give. Returns the leak counts: duplicate groups
+        spread over several splits, now and had the split ignored the groups."""
         free = [i for i, split in enumerate(self.fixed_splits) if split is None]
         labels = [self.items[i].label for i in free]
-        if any(split == "test" for split in self.fixed_splits):
-            test = 0.0  # the source has its own test set; only carve val from the rest
-        splits = []
-        if free:  # items added with a pinned split need none
-            splits = stratified_split(labels, self.classes, val=val, test=test, seed=seed)
-        for index, split in zip(free, splits, strict=True):
-            self.items[index].split = split
+        given = set(self.fixed_splits)
+        val = 0.0 if "val" in given else val  # the source has its own: carve only the rest
+        test = 0.0 if "test" in given else test
+        group_of = {i: number for number, group in enumerate(groups) for i in group}
+        tags = [group_of.get(i, -1 - i) for i in free]
+        plain = splits = ["train"] * len(free)
+        if free and (val or test):  # items added with a pinned split need none
+            # only the classes among the free items: one the source gives in test/ alone is
+            # reported by the layout, not refused here
+            present = sorted(set(labels))
+            position = {label: index for index, label in enumerate(present)}
+            local = [position[label] for label in labels]
+            names = [self.classes[label] for label in present]
+            plain = stratified_split(local, names, val=val, test=test, seed=seed)
+            splits = grouped_split(local, names, tags, val=val, test=test, seed=seed)
         for index, split in enumerate(self.fixed_splits):
-            if split is not None:
-                self.items[index].split = split
+            self.items[index].split = split or "train"
+        ungrouped = [item.split for item in self.items]
+        for index, split, first in zip(free, splits, plain, strict=True):
+            self.items[index].split = split
+            ungrouped[index] = first
+        final = [item.split for item in self.items]
+        return {"in_split": leaked_groups(final, groups),
+                "without_grouping": leaked_groups(ungrouped, groups)} if groups else {}
 
     def _move_into_place(self, dataset: Dataset) -> None:
         write_json_atomic(self.tmp / MANIFEST, asdict(dataset))
@@ -121,6 +145,18 @@ class DatasetBuilder:
             shutil.rmtree(self.final)
         Path(self.tmp).rename(self.final)
         fsync_directory(self.final.parent)  # the rename itself, on disk
+
+
+def leak_note(leaks: dict) -> list[str]:
+    """The split's leaks in words: copies of one picture in more than one split."""
+    if not leaks.get("without_grouping") and not leaks.get("in_split"):
+        return []
+    now = leaks["in_split"]
+    left = ("none is left" if not now else
+            f"{now} group(s) still span splits (the upload's own splits, or a class with too "
+            "few distinct pictures); `data dedupe` removes the extra copies")
+    return [f"A split ignoring duplicates would have put {leaks['without_grouping']} group(s) "
+            f"of copies in more than one split (leaks that inflate the score); {left}."]
 
 
 def remove_abandoned_imports() -> None:

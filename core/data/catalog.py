@@ -20,19 +20,24 @@ Progress = Callable[[int, int], None] | None
 
 
 def import_path(source: str | Path | BinaryIO, name: str, *, val: float = 0.1, test: float = 0.1,
-                seed: int = 0, image_size: int | None = None, progress: Progress = None) -> Dataset:
-    """Import a zip, folder or CSV (or an open zip file, such as an upload) as dataset `name`."""
+                seed: int = 0, image_size: int | None = None, progress: Progress = None,
+                label_pattern: str | None = None) -> Dataset:
+    """Import a zip, folder or CSV (or an open zip file, such as an upload) as dataset `name`;
+    `label_pattern` (a regex, first group) reads labels from the file names."""
 
-    dataset = import_dataset(source, name, val=val, test=test, seed=seed, progress=progress)
+    dataset = import_dataset(source, name, val=val, test=test, seed=seed, progress=progress,
+                             label_pattern=label_pattern)
     return registered(dataset, image_size)
 
 
 def import_uploads(entries: Iterable[tuple[str, bytes]], name: str, *, val: float = 0.1,
-                   test: float = 0.1, seed: int = 0, progress: Progress = None) -> Dataset:
+                   test: float = 0.1, seed: int = 0, progress: Progress = None,
+                   label_pattern: str | None = None) -> Dataset:
     """Import in-memory files named `class/file.ext` (a folder upload, or classes built one by
     one in the dashboard)."""
 
-    dataset = import_entries(entries, name, val=val, test=test, seed=seed, progress=progress)
+    dataset = import_entries(entries, name, val=val, test=test, seed=seed, progress=progress,
+                             label_pattern=label_pattern)
     return registered(dataset, None)
 
 
@@ -51,6 +56,11 @@ def registered(dataset: Dataset, image_size: int | None) -> Dataset:
         load_cache(dataset, image_size)
     Store().record_dataset(dataset.summary())
     return dataset
+
+
+def show(name: str) -> dict:
+    """`data show`: classes, counts per split, layout, duplicates and every item."""
+    return load_dataset(name).show()
 
 
 def summaries() -> list[dict]:

@@ -49,6 +49,11 @@ class Dataset:
     content_hash: str = ""
     dropped: list[dict] = field(default_factory=list)  # [{file, reason}] from the import
     origin: str = ""  # "upload", "demo:fashion-mnist", ...
+    layout: str = ""  # how the upload was read: class-folders, split-folders, file-names, csv
+    notes: list[str] = field(default_factory=list)  # what the import decided that a person
+    # should know: a split drawn from train, classes missing from a split, leaks
+    duplicates: list[dict] = field(default_factory=list)  # [{items: [index], kind}] at import
+    leaks: dict = field(default_factory=dict)  # {"in_split": n, "without_grouping": n}
 
     @property
     def folder(self) -> Path:
@@ -93,6 +98,26 @@ class Dataset:
             "image_size": self.size_stats(),
             "content_hash": self.content_hash,
             "origin": self.origin,
+            "layout": self.layout,
+            "notes": list(self.notes),
+            "duplicates": self.duplicate_groups(),
+            "leaks": dict(self.leaks),
+        }
+
+    def duplicate_groups(self) -> list[dict]:
+        """[{files: [source names], kind, splits}] for each group of copies found at import."""
+        return [{"files": [self.items[i].source or self.items[i].file for i in group["items"]],
+                 "kind": group["kind"],
+                 "splits": [self.items[i].split for i in group["items"]]}
+                for group in self.duplicates]
+
+    def show(self) -> dict:
+        """Everything `data show` prints: the summary, counts per class and split, every item."""
+        return self.summary() | {
+            "class_splits": self.class_split_counts(),
+            "items": [{"file": item.file, "source": item.source,
+                       "label": self.classes[item.label], "split": item.split}
+                      for item in self.items],
         }
 
     def save(self) -> None:

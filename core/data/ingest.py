@@ -4,9 +4,12 @@ Every source goes through one pipeline:
   1. enumerate  archive.py lists entries (name, declared size, reader); nothing is read yet
   2. check      caps on count and total size refuse the whole upload; per-entry rules
                 (unsafe path, link, junk, not an image, too big, over-compressed) drop one
-  3. lay out    ImageFolder classes from the paths (or the CSV's labels)
-  4. decode     read each entry under its cap, decode in memory (images.py), builder.add
-  5. finish     whole-set rules, then DatasetBuilder splits and writes the manifest
+  3. lay out    each entry's label and given split (layouts.py: class folders, split folders,
+                labels in file names, a CSV of labels), decided before anything is stored
+  4. decode     read each entry under its cap, decode in memory (images.py), builder.add;
+                each decoded image leaves a fingerprint for the duplicate finder
+  5. finish     whole-set rules, duplicate groups (duplicates.py), then DatasetBuilder splits
+                (keeping each group in one split) and writes the manifest
 Nothing is extracted to disk: the only files written are the builder's cleaned PNGs.
 """
 
@@ -36,7 +39,9 @@ from core.data.archive import (
 )
 from core.data.build import DatasetBuilder, size_text
 from core.data.dataset import Dataset, DatasetError
+from core.data.duplicates import collect, find_duplicates, fingerprint
 from core.data.images import IMAGE_EXTENSIONS, ImageRejected, decode_image
+from core.data.layouts import Layout, Planned, read_layout
 from core.data.split import stratified_split
 from core.workspace import check_name
 
@@ -66,23 +71,27 @@ class IngestLimits:
 
 def import_dataset(source: str | Path | BinaryIO, name: str, *, val: float = 0.1,
                    test: float = 0.1, seed: int = 0, limits: IngestLimits | None = None,
-                   progress: Progress | None = None, overwrite: bool = False) -> Dataset:
-    """Import a .zip (path or binary file object), a folder, or a .csv of path,label rows."""
+                   progress: Progress | None = None, overwrite: bool = False,
+                   label_pattern: str | None = None) -> Dataset:
+    """Import a .zip (path or binary file object), a folder, or a .csv of path,label rows.
+    `label_pattern`: a regex whose first group reads the label from each file name."""
     limits = limits or IngestLimits()
     check_request(name, val, test)
     with open_source(source, limits) as (what, entries):
         return ingest(entries, what, name, val=val, test=test, seed=seed, limits=limits,
-                      progress=progress, overwrite=overwrite)
+                      progress=progress, overwrite=overwrite, label_pattern=label_pattern)
 
 
 def import_entries(entries: Iterable[tuple[str, bytes]], name: str, *, val: float = 0.1,
                    test: float = 0.1, seed: int = 0, limits: IngestLimits | None = None,
-                   progress: Progress | None = None, overwrite: bool = False) -> Dataset:
+                   progress: Progress | None = None, overwrite: bool = False,
+                   label_pattern: str | None = None) -> Dataset:
     """Import files already in memory: ("class_name/file.jpg", bytes) pairs."""
     limits = limits or IngestLimits()
     check_request(name, val, test)
     return ingest(memory_entries(entries), "The upload", name, val=val, test=test, seed=seed,
-                  limits=limits, progress=progress, overwrite=overwrite)
+                  limits=limits, progress=progress, overwrite=overwrite,
+                  label_pattern=label_pattern)
 
 
 def check_request(name: str, val: float, test: float) -> None:
@@ -132,22 +141,28 @@ def open_source(source: str | Path | BinaryIO, limits: IngestLimits,
 
 def ingest(entries: Iterable[Entry], what: str, name: str, *, val: float, test: float,
            seed: int, limits: IngestLimits, progress: Progress | None,
-           overwrite: bool) -> Dataset:
-    """The one pipeline: check every entry, lay out classes, decode, build."""
+           overwrite: bool, label_pattern: str | None = None) -> Dataset:
+    """The one pipeline: check every entry, lay out labels and splits, decode, build."""
     listed = take(entries, limits.max_entries, what)
     check_total_size(listed, what, limits)
-    plan, dropped = plan_entries(listed, limits)
-    classes = sorted({cls for _, cls in plan})
-    check_enough(Counter(cls for _, cls in plan), dropped, limits, what, "image files")
+    layout = plan_layout(listed, limits, label_pattern)
+    plan, dropped = layout.planned, layout.dropped
+    classes = sorted({planned.label for planned in plan})
+    check_enough(Counter(planned.label for planned in plan), dropped, limits, what,
+                 "image files")
     builder = DatasetBuilder(name, classes, overwrite=overwrite,
                              max_bytes=limits.max_written_bytes)
     try:
         for item in dropped:
             builder.drop(item["file"], item["reason"])
-        kept = decode_into(builder, plan, classes, limits, progress)
+        kept, prints = decode_into(builder, plan, classes, limits, progress)
         check_enough(kept, builder.dropped, limits, what, "usable images")
+        duplicates = find_duplicates(collect(prints))
+        notes = layout.notes + drawn_split_notes(layout, builder.fixed_splits, val, test, seed)
         try:
-            return builder.finish(val=val, test=test, seed=seed)
+            return builder.finish(val=val, test=test, seed=seed, layout=layout.kind,
+                                  notes=notes + leak_notes(builder, duplicates),
+                                  duplicates=duplicates)
         except DatasetError as exc:
             raise DatasetError(str(exc) + drop_summary(builder.dropped)) from None
     except BaseException:
@@ -166,12 +181,64 @@ def check_total_size(entries: list[Entry], what: str, limits: IngestLimits) -> N
         )
 
 
-def plan_entries(entries: list[Entry], limits: IngestLimits,
-                 ) -> tuple[list[tuple[Entry, str]], list[dict]]:
-    """(entry, class) for every entry worth decoding, and {file, reason} for the rest."""
-    candidates, dropped = screen_entries(entries, limits)
-    plan, rootless = assign_classes(candidates)
-    return plan, dropped + rootless
+def plan_layout(entries: list[Entry], limits: IngestLimits, label_pattern: str | None = None,
+                ) -> Layout:
+    """The label (and given split) of every entry worth decoding, {file, reason} for the rest.
+    CSV files are set aside first: one of them may hold the labels."""
+    tables = [entry for entry in entries if is_table(entry)]
+    others = [entry for entry in entries if not is_table(entry)]
+    candidates, dropped = screen_entries(others, limits)
+    layout = read_layout(candidates, tables, lambda table: read_table(table, limits),
+                         label_pattern)
+    if layout.kind != "csv":
+        dropped += [{"file": table.name, "reason": "not an image file (.csv)"}
+                    for table in tables]
+    layout.dropped = dropped + layout.dropped
+    return layout
+
+
+def is_table(entry: Entry) -> bool:
+    return (entry.label is None and not entry.problem and entry.name.lower().endswith(".csv")
+            and not junk_reason(entry.name))
+
+
+def read_table(entry: Entry, limits: IngestLimits) -> bytes:
+    """A CSV member of the upload, under the per-file cap."""
+    if entry.size > limits.max_file_bytes:
+        raise ValueError(f"{entry.name} is over the per-file limit")
+    try:
+        return read_entry(entry)
+    except ImageRejected as exc:
+        raise ValueError(exc.reason) from None
+
+
+def drawn_split_notes(layout: Layout, fixed: list[str | None], val: float, test: float,
+                      seed: int) -> list[str]:
+    """Say which splits were drawn from the training images, when the upload gives splits."""
+    if not any(planned.split for planned in layout.planned):
+        return []
+    notes = []
+    for split, share, folder in (("val", val, "val/ (or valid/, validation/)"),
+                                 ("test", test, "test/")):
+        if split in fixed:
+            continue
+        if share:
+            notes.append(f"No {folder} images in the upload: the {split} split is drawn from "
+                         f"the training images ({share:.0%} per class, stratified, seed {seed}).")
+        else:
+            notes.append(f"No {folder} images in the upload and a {split} share of 0: the "
+                         f"dataset has no {split} split.")
+    return notes
+
+
+def leak_notes(builder: DatasetBuilder, duplicates: list[dict]) -> list[str]:
+    if not duplicates:
+        return []
+    copies = sum(len(group["items"]) - 1 for group in duplicates)
+    exact = sum(group["kind"] == "exact" for group in duplicates)
+    return [f"{len(duplicates)} group(s) of duplicate images ({exact} exact, "
+            f"{len(duplicates) - exact} near; {copies} extra copies). `data dedupe` saves a "
+            "version without the extra copies."]
 
 
 def screen_entries(entries: list[Entry], limits: IngestLimits) -> tuple[list[Entry], list[dict]]:
@@ -212,43 +279,32 @@ def entry_reason(entry: Entry, limits: IngestLimits) -> str:
     return ""
 
 
-def assign_classes(entries: list[Entry]) -> tuple[list[tuple[Entry, str]], list[dict]]:
-    """ImageFolder layout: the class is the first folder below the longest common prefix."""
-    pathed = [entry for entry in entries if entry.label is None]
-    folders = [entry.name.split("/")[:-1] for entry in pathed]
-    prefix = os.path.commonprefix(folders) if folders else []
-    if prefix and all(len(folder) == len(prefix) for folder in folders):
-        prefix = prefix[:-1]  # every file sits in one folder: that folder is the class
-    plan = [(entry, entry.label) for entry in entries if entry.label is not None]
-    dropped = []
-    for entry, folder in zip(pathed, folders, strict=True):
-        if len(folder) > len(prefix):
-            plan.append((entry, folder[len(prefix)]))
-        else:
-            dropped.append({"file": entry.name,
-                            "reason": "not inside a class folder (use class_name/image.jpg)"})
-    return plan, dropped
-
-
-def decode_into(builder: DatasetBuilder, plan: list[tuple[Entry, str]], classes: list[str],
-                limits: IngestLimits, progress: Progress | None) -> Counter:
-    """Read, decode and add every planned entry; returns kept images per class."""
+def decode_into(builder: DatasetBuilder, plan: list[Planned], classes: list[str],
+                limits: IngestLimits, progress: Progress | None) -> tuple[Counter, list]:
+    """Read, decode and add every planned entry; returns kept images per class and one
+    fingerprint per added image (in the builder's order)."""
     label_of = {cls: index for index, cls in enumerate(classes)}
     kept: Counter = Counter()
+    prints = []
     total, step = len(plan), max(1, len(plan) // 100)
     if progress:
         progress(0, total)
-    for done, (entry, cls) in enumerate(plan, start=1):
+    for done, planned in enumerate(plan, start=1):
+        entry, cls = planned.entry, planned.label
         try:
             image = decode_image(read_entry(entry), limits.max_pixels)
         except ImageRejected as exc:
             builder.drop(entry.name, exc.reason)
         else:
-            builder.add(image, label_of[cls], entry.name)
+            # a given split pins the image; a train/ folder's images stay free, so that a
+            # split the upload lacks can be drawn from them
+            split = None if planned.split == "train" else planned.split
+            builder.add(image, label_of[cls], entry.name, split=split)
+            prints.append(fingerprint(image))
             kept[cls] += 1
         if progress and (done % step == 0 or done == total):
             progress(done, total)
-    return kept
+    return kept, prints
 
 
 def read_entry(entry: Entry) -> bytes:
@@ -279,8 +335,10 @@ def check_enough(kept: Counter, dropped: list[dict], limits: IngestLimits, what:
     else:
         problem = f"{what} has {total} {kind}; at least {limits.min_images_kept} are needed"
     raise DatasetError(
-        f"{problem}. Put each class's images in its own folder (class_name/image.jpg) "
-        "and upload the folder, a zip of it, or a CSV of path,label rows."
+        f"{problem}. Put each class's images in its own folder (class_name/image.jpg), "
+        "or name them label.N.jpg (or pass a label pattern), and upload the folder, a zip of "
+        "it (train/, val/, test/ folders of classes are kept as splits), or a CSV of "
+        "path,label rows."
         + drop_summary(dropped)
     )
 

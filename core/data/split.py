@@ -64,3 +64,57 @@ def check_class_sizes(
             f"Each class needs at least {need}; add images, remove the class, "
             "or lower the val/test fractions."
         )
+
+
+def grouped_split(labels: list[int], classes: list[str], groups: list[int], *, val: float,
+                  test: float, seed: int) -> list[str]:
+    """`stratified_split`, keeping the images of one group (copies of one picture) in one split.
+
+    `groups[i]` names image i's group; images with a group of their own are split exactly as
+    `stratified_split` splits them. Per class, whole groups are dealt out in a seeded order until
+    val and test hold their share of images. A class with fewer groups than it needs splits
+    (all copies of two pictures, say) is split image by image, as without groups: the caller
+    counts what leaks that leaves (`leaked_groups`)."""
+    if len(set(groups)) == len(groups):
+        return stratified_split(labels, classes, val=val, test=test, seed=seed)
+    splits = stratified_split(labels, classes, val=val, test=test, seed=seed)  # checks sizes
+    rng = random.Random(seed)
+    by_class: dict[int, dict[int, list[int]]] = defaultdict(dict)
+    for index, (label, group) in enumerate(zip(labels, groups, strict=True)):
+        by_class[label].setdefault(group, []).append(index)
+    for label in sorted(by_class):
+        units = list(by_class[label].values())
+        if len(units) < min_class_size(val, test):
+            continue  # too few distinct pictures: keep the image-by-image split
+        rng.shuffle(units)
+        _, n_val, n_test = split_sizes(sum(len(unit) for unit in units), val, test)
+        for unit, split in zip(units, deal_units(units, n_val, n_test), strict=True):
+            for index in unit:
+                splits[index] = split
+    return splits
+
+
+def deal_units(units: list[list[int]], n_val: int, n_test: int) -> list[str]:
+    """A split per unit (group of images), in order: val and test fill up to their image
+    counts without overshooting; each asked-for split gets the smallest unit left if empty."""
+    out, filled = [], {"val": 0, "test": 0}
+    for unit in units:
+        if filled["val"] + len(unit) <= n_val:
+            split = "val"
+        elif filled["test"] + len(unit) <= n_test:
+            split = "test"
+        else:
+            split = "train"
+        filled[split] = filled.get(split, 0) + len(unit)
+        out.append(split)
+    for split, wanted in (("val", n_val), ("test", n_test)):
+        spare = [i for i, s in enumerate(out) if s == "train"]
+        if wanted and not filled[split] and len(spare) > 1:
+            out[min(spare, key=lambda i: len(units[i]))] = split
+            filled[split] = 1
+    return out
+
+
+def leaked_groups(splits: list[str], groups: list[list[int]]) -> int:
+    """How many groups (lists of indices) have members in more than one split."""
+    return sum(1 for group in groups if len({splits[i] for i in group}) > 1)
