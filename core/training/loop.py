@@ -78,7 +78,8 @@ def fit(config: TrainConfig, run_dir: Path, hooks: Hooks | Iterable[Hooks] = (),
         saved = load_checkpoint(run_dir, "last", prepared.model, prepared.optimizer,
                                 ema=prepared.ema)
         progress = Progress(**saved["progress"])
-    hooks.on_start(prepared.describe() | {"resumed_from_epoch": progress.epoch})
+    hooks.on_start(prepared.describe() | {"resumed_from_epoch": progress.epoch,
+                                          "start_step": progress.step, "epochs": config.epochs})
     status, reason = "completed", None
     loop_start = time.perf_counter()
     try:
