@@ -17,6 +17,7 @@ from pages.ui.common import ICONS, PAGES, go_to_run, store, user_errors
 from pages.ui.data_fit import flip_note
 from pages.ui.dataset_view import current_dataset
 from pages.ui.train_form import (
+    FORM_CONFIG,
     KEEP,
     apply_clone,
     form_config,
@@ -36,7 +37,9 @@ def schedule_preview(config: TrainConfig, train_images: int) -> None:
 
 
 def use_suggestion(value: float) -> None:
-    st.session_state["train_lr"] = float(value)
+    from core.training.lr_find import two_digits
+
+    st.session_state["train_lr"] = two_digits(value)
 
 
 def lr_range_test(config: TrainConfig) -> None:
@@ -84,6 +87,7 @@ def train_page(names: list[str]) -> None:
     more_settings()
     config = form_config(data, model, spec)
     flip_note(dataset, config.flip)
+    st.session_state[FORM_CONFIG] = config  # what the Suggest button tests on its next click
     left, right = st.columns(2)
     with left:
         schedule_preview(config, train_images)
