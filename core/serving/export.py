@@ -32,7 +32,8 @@ from models import create_model
 
 log = logging.getLogger(__name__)
 FORMATS = ("onnx", "torchscript", "safetensors")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors",
+            "package": ".zip"}  # the package: core.serving.package
 OPSET = 18
 PARITY_IMAGES = 64
 PARITY_TOLERANCE = 1e-3  # max abs difference of logits between PyTorch and the export
