@@ -18,6 +18,8 @@ SCHEDULES = ("onecycle", "cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 AUTO_BATCH = 0  # batch_size meaning "find the largest that fits the device"
+AUTO_LR = 0.0  # lr meaning "run the LR range test first and train at its suggestion"
+MIN_LR = 1e-6  # the smallest learning rate a run takes (other than AUTO_LR)
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 2e-3, "rmsprop": 1e-3}  # peak learning rates
 
 # Where a setting sits on the Train form (and the order of `--help`'s groups).
@@ -62,9 +64,10 @@ class TrainConfig:
         help="Images per step; auto (0): the largest that fits the GPU, found once and "
              "remembered (128 on a CPU).")
     lr: float | None = setting(
-        None, label="Peak learning rate", low=1e-6, high=10.0,
+        None, label="Peak learning rate", low=AUTO_LR, high=10.0,
         help="The schedule scales this over the run; unset: a default for the optimizer "
-             "(sgd 0.05, adam 0.001, adamw 0.002, rmsprop 0.001).")
+             "(sgd 0.05, adam 0.001, adamw 0.002, rmsprop 0.001); auto (0): an LR range test "
+             "of at most half a minute first picks it.")
     optimizer: str = setting("adamw", label="Optimizer", choices=OPTIMIZERS,
                              help="How the weights follow their gradients.")
     momentum: float = setting(0.9, label="Momentum (sgd, rmsprop)", group=OPTIMISATION,
@@ -140,7 +143,8 @@ class TrainConfig:
                           help="A custom network's layer spec (`spec`).")
 
     def peak_lr(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+        """The peak rate; an auto rate not found yet (previews) counts as the default."""
+        return self.lr if self.lr not in (None, AUTO_LR) else DEFAULT_LR[self.optimizer]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -160,6 +164,11 @@ class TrainConfig:
         if self.gpus > 1 and (self.batch_size == AUTO_BATCH or self.batch_size % self.gpus):
             problems.append(f"with {self.gpus} GPUs the batch size is the global batch: give a "
                             f"multiple of {self.gpus}, so each GPU takes an equal share")
+        if self.lr is not None and AUTO_LR < self.lr < MIN_LR:
+            problems.append(f"the peak learning rate must be at least {MIN_LR:g} (or 0: auto)")
+        if self.gpus > 1 and self.lr == AUTO_LR:
+            problems.append("an auto learning rate is found in one process: give a rate for a "
+                            "run on several GPUs (python -m core lr-find suggests one)")
         if self.gpus > 1 and self.device == "mps":
             problems.append("several GPUs need CUDA (or the CPU): set device to auto or cuda")
         if problems:

@@ -32,7 +32,7 @@ def classify_page(runs: list[dict]) -> None:
             import_tab()
         return
     st.caption(describe_run(run, model))
-    images, many, export, imports = st.tabs(TABS)
+    images, many, export, imports = st.tabs(TABS, key="classify_tabs")
     with images, user_errors("classify the images"):
         images_tab(runs, Side(run, model))
     with many:

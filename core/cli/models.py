@@ -14,12 +14,21 @@ def predict(args: argparse.Namespace) -> Result:
 
     loaded = load_model(args.run)
     images = [open_image(path) for path in args.images]
-    tops = loaded.top_k(images, args.top_k)
-    predictions = [{"image": str(path), "top": top}
-                   for path, top in zip(args.images, tops, strict=True)]
-    text = "\n".join(f"{p['image']}: " + ", ".join(f"{t['label']} {t['prob']:.3f}"
-                                                   for t in p["top"]) for p in predictions)
-    return {"run_id": loaded.run_id, "predictions": predictions}, text, 0
+    rows = loaded.predict(images, args.top_k)
+    predictions = [{"image": str(path)} | row for path, row in zip(args.images, rows, strict=True)]
+    text = "\n".join(f"{p['image']}: " + ("none of the classes I know (closest: "
+                                          if p["unknown"] else "")
+                     + ", ".join(f"{t['label']} {t['prob']:.3f}" for t in p["top"])
+                     + (")" if p["unknown"] else "") for p in predictions)
+    return {"run_id": loaded.run_id, "temperature": loaded.temperature,
+            "detector": detector_info(loaded), "predictions": predictions}, text, 0
+
+
+def detector_info(loaded) -> dict | None:
+    """The rule behind `unknown`: method and threshold (None for runs trained before it)."""
+    if loaded.detector is None:
+        return None
+    return {"method": loaded.detector.method, "threshold": loaded.detector.threshold}
 
 
 def export(args: argparse.Namespace) -> Result:

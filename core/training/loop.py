@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from core.config import TrainConfig
 from core.data.loader import Augment, to_model_input
+from core.training.after_fit import calibrate_run
 from core.training.checkpoint import (
     has_checkpoint,
     load_checkpoint,
@@ -30,6 +31,7 @@ from core.training.checkpoint import (
 from core.training.device import compile_mode
 from core.training.evaluate import evaluate, per_class_metrics
 from core.training.hooks import HookList, Hooks
+from core.training.lr_find import resolve_auto_lr
 from core.training.prepare import PreparedRun, attach, prepare
 from core.training.ranks import is_main
 from core.training.run_files import TEST_CONFUSION
@@ -71,6 +73,7 @@ def fit(config: TrainConfig, run_dir: Path, hooks: Hooks | Iterable[Hooks] = (),
     config.validate()
     if is_main():  # under torchrun, rank 0 alone writes the run folder
         remove_partial_writes(run_dir)  # temp files of a write that a kill cut short
+    lr_auto = resolve_auto_lr(config, run_dir)  # `lr` auto: the range test first
     prepared = prepare(config, run_dir)
     attach(prepared, config)  # one rank of several (torchrun): DDP, this rank's share of batches
     progress = Progress()
@@ -78,7 +81,9 @@ def fit(config: TrainConfig, run_dir: Path, hooks: Hooks | Iterable[Hooks] = (),
         saved = load_checkpoint(run_dir, "last", prepared.model, prepared.optimizer,
                                 ema=prepared.ema)
         progress = Progress(**saved["progress"])
-    hooks.on_start(prepared.describe() | {"resumed_from_epoch": progress.epoch})
+    hooks.on_start(prepared.describe() | {"resumed_from_epoch": progress.epoch,
+                                          "start_step": progress.step, "epochs": config.epochs,
+                                          "lr": config.peak_lr()})
     status, reason = "completed", None
     loop_start = time.perf_counter()
     try:
@@ -89,6 +94,8 @@ def fit(config: TrainConfig, run_dir: Path, hooks: Hooks | Iterable[Hooks] = (),
         status, reason = "failed", str(error)
     train_seconds = time.perf_counter() - loop_start
     result = finish(config, prepared, progress, run_dir, status, reason, train_seconds)
+    if lr_auto is not None:
+        result["lr_auto"] = lr_auto
     hooks.on_end(result)
     return result
 
@@ -238,8 +245,8 @@ def finish(config: TrainConfig, prepared: PreparedRun, progress: Progress, run_d
         "best_epoch": progress.best_epoch, "test_acc": None,
         "train_seconds": train_seconds, "train_images_per_s": steady_throughput(progress),
         "params": prepared.params, "flops": prepared.flops, "image_size": prepared.image_size,
-        "batch_size": prepared.batch_size, "compile_mode": compile_mode(prepared.forward),
-        "environment": environment(prepared.device),
+        "batch_size": prepared.batch_size, "lr": config.peak_lr(),
+        "compile_mode": compile_mode(prepared.forward), "environment": environment(prepared.device),
     }
     if prepared.device.type == "cuda":
         result["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(prepared.device) / GiB
@@ -256,6 +263,7 @@ def finish(config: TrainConfig, prepared: PreparedRun, progress: Progress, run_d
         result["per_class"] = per_class_metrics(test["confusion"], prepared.classes)
         np.save(run_dir / TEST_CONFUSION, test["confusion"])
         result["confusion"] = test["confusion"].tolist()
+        result |= calibrate_run(config, prepared, run_dir)  # temperature, unknown-input detector
     return result
 
 

@@ -21,7 +21,7 @@ def write_model_card(run_dir: Path, config: TrainConfig, dataset: Dataset, size:
         "image_size": size, "mean": mean, "std": std, "data": dataset.name,
         "content_hash": dataset.content_hash, "spec": config.extra.get("spec"),
         "splits": dataset.split_counts(), "split_seed": dataset.seed,
-        "batch_size": config.batch_size,
+        "batch_size": config.batch_size, "lr": config.lr,
     })
 
 

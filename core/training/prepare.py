@@ -97,7 +97,8 @@ class PreparedRun:
         return {"device": str(self.device), "model": self.model.__class__.__name__,
                 "params": self.params, "image_size": self.image_size,
                 "batch_size": self.batch_size, "compile_mode": compile_mode(self.forward),
-                "train": len(self.train), "val": len(self.val), "test": len(self.test)}
+                "steps_per_epoch": self.steps_per_epoch, "train": len(self.train),
+                "val": len(self.val), "test": len(self.test)}
 
 
 def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
