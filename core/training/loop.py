@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from core.config import TrainConfig
 from core.data.loader import Augment, to_model_input
+from core.training.after_fit import calibrate_run
 from core.training.checkpoint import (
     has_checkpoint,
     load_checkpoint,
@@ -263,6 +264,7 @@ def finish(config: TrainConfig, prepared: PreparedRun, progress: Progress, run_d
         result["per_class"] = per_class_metrics(test["confusion"], prepared.classes)
         np.save(run_dir / TEST_CONFUSION, test["confusion"])
         result["confusion"] = test["confusion"].tolist()
+        result |= calibrate_run(config, prepared, run_dir)  # temperature, unknown-input detector
     return result
 
 
