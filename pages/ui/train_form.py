@@ -61,6 +61,8 @@ MORE = (OPTIMISATION, AUGMENTATION, EVALUATION, DEVICE)  # the groups under "Mor
 
 def apply_clone(config: dict) -> None:
     """Fill the form from a run's config (the Runs page's Clone button, a recipe)."""
+    if isinstance(config.get("flip"), bool):  # a run from before flip became auto|on|off
+        config = config | {"flip": "on" if config["flip"] else "off"}
     for name in settings():
         if name in config and name not in OWN_WIDGETS:
             st.session_state[f"train_{name}"] = within_range(name, config[name])
