@@ -373,6 +373,29 @@ def test_clone_fills_the_train_form(trained_run) -> None:
     assert at.slider(key="train_pad_crop").value == 8
 
 
+def test_suggest_fills_the_learning_rate_in_one_click(shapes_dataset, monkeypatch) -> None:
+    import pages.ui.train_form
+
+    def range_test(config, **options):
+        assert config.data == "shapes" and options["budget_seconds"] > 0
+        return {"lrs": [1e-4, 1e-3], "losses": [2.0, 1.0], "suggestion": 0.0031234,
+                "seconds": 0.4}
+
+    monkeypatch.setattr(pages.ui.train_form, "lr_find", range_test)
+    at = open_page("pages/train.py")
+    at.button(key="train_lr_suggest").click().run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="train_lr").value == pytest.approx(0.0031)
+
+
+def test_the_train_page_lists_the_model_layer_by_layer(shapes_dataset) -> None:
+    at = open_page("pages/train.py")
+    table = next(frame.value for frame in at.dataframe if "FLOPs" in frame.value.columns)
+    assert list(table.columns) == ["layer", "type", "output shape", "params", "FLOPs"]
+    assert table["type"].iloc[0] == "Conv2d" and table["output shape"].iloc[0] == "32×32×32"
+    assert table["params"].sum() == 544_195  # tiny-cnn for 3-channel 32 px, 3 classes
+
+
 def test_a_recipe_fills_the_train_form_in_one_click(shapes_dataset, monkeypatch) -> None:
     monkeypatch.setattr(queue, "ensure_worker", lambda: False)
     at = open_page("pages/train.py")
