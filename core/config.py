@@ -17,6 +17,8 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
+RESIZES = ("auto", "crop", "squish", "pad")  # core.data.transforms; auto: from aspect ratios
+SWITCH = ("auto", "on", "off")  # a switch the data can decide (auto); `--no-NAME` means off
 AUTO_BATCH = 0  # batch_size meaning "find the largest that fits the device"
 AUTO_LR = 0.0  # lr meaning "run the LR range test first and train at its suggestion"
 MIN_LR = 1e-6  # the smallest learning rate a run takes (other than AUTO_LR)
@@ -93,8 +95,16 @@ class TrainConfig:
     image_size: int | None = setting(
         None, label="Image size", low=8, high=1024,
         help="Pixels per side the images are resized to; unset: the dataset's own size.")
-    flip: bool = setting(True, label="Random horizontal flip", group=AUGMENTATION,
-                         help="Mirror half of the training images at random.")
+    resize: str = setting(
+        "auto", label="Resize mode", group=AUGMENTATION, choices=RESIZES,
+        help="How images become squares, the same in training, prediction and export: crop "
+             "(shorter side, then the centre), squish (stretch) or pad (letterbox); auto: crop "
+             "for near-square images, squish up to 2:1, pad beyond.")
+    flip: str = setting(
+        "auto", label="Random horizontal flip", group=AUGMENTATION, choices=SWITCH,
+        help="Mirror half of the training images at random (and average each test image with "
+             "its mirror when flip test-time augmentation is on); auto: only when mirrored "
+             "images keep their class, tested on the dataset (core.data.mirror).")
     pad_crop: int = setting(2, label="Random shift (pixels)", group=AUGMENTATION, low=0,
                             high=8, slider=True,
                             help="Shift each training image by up to this many pixels.")
@@ -106,7 +116,8 @@ class TrainConfig:
         help="Stop after this many epochs without a lower validation loss.")
     tta_flip: bool = setting(
         False, label="Flip test-time augmentation", group=EVALUATION,
-        help="Evaluate each image and its mirror image, averaging the two.")
+        help="Evaluate each image and its mirror image, averaging the two (only when the run "
+             "flips: a mirror that changes the label would mislead it).")
     ema_decay: float | None = setting(
         None, label="EMA decay", group=EVALUATION, low=0.5, high=0.99999, step=0.001,
         help="Validate, test and keep as best an exponential moving average of the weights "
@@ -141,6 +152,10 @@ class TrainConfig:
                                       "from, if any.")
     extra: dict = setting(factory=dict, label="Extra", group=RUN, cli=False,
                           help="A custom network's layer spec (`spec`).")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.flip, bool):  # configs saved before flip became auto|on|off
+            self.flip = "on" if self.flip else "off"
 
     def peak_lr(self) -> float:
         """The peak rate; an auto rate not found yet (previews) counts as the default."""

@@ -6,7 +6,17 @@ from __future__ import annotations
 import argparse
 
 from core.cli.common import Result, command, fmt
-from core.config import AUTO_BATCH, AUTO_LR, GROUPS, Setting, TrainConfig, settings, value_type
+from core.config import (
+    AUTO_BATCH,
+    AUTO_LR,
+    GROUPS,
+    SWITCH,
+    Setting,
+    TrainConfig,
+    optional,
+    settings,
+    value_type,
+)
 from core.data.dataset import load_dataset
 from core.runs.queue import resumable_run, submit
 from core.runs.record import new_run
@@ -78,6 +88,10 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         options: dict = {"help": flag_help(meta), "default": None, "dest": name}
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
+        elif meta.choices == SWITCH:  # --flip (on), --flip auto|on|off, --no-flip (off)
+            options.update(nargs="?", const="on", choices=SWITCH)
+            groups[meta.group].add_argument("--no-" + flag[2:], dest=name, action="store_const",
+                                            const="off", help=f"the same as {flag} off")
         else:
             options["type"] = kind
             if meta.choices:
@@ -89,10 +103,12 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def given_settings(args: argparse.Namespace) -> dict:
-    """The TrainConfig settings given as flags (OFF: given as off, so None)."""
+    """The TrainConfig settings given as flags (OFF for an optional setting: given as off, so
+    None; a switch such as flip keeps "off" as its value)."""
     given = {name: getattr(args, name) for name in settings()
              if getattr(args, name, None) is not None}
-    return {name: None if value == OFF else value for name, value in given.items()}
+    return {name: None if value == OFF and optional(name) else value
+            for name, value in given.items()}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

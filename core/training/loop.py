@@ -107,7 +107,7 @@ def run_epochs(config: TrainConfig, prepared: PreparedRun, progress: Progress, h
         train_metrics = train_one_epoch(config, prepared, progress, hooks)
         val = prepared.ranks.from_main(lambda: evaluate(  # several ranks: rank 0's, broadcast
             prepared.eval_model, prepared.val, prepared.mean, prepared.std,
-            tta_flip=config.tta_flip,
+            tta_flip=prepared.tta_flip,
             num_classes=prepared.num_classes, autocast=prepared.autocast))
         if not math.isfinite(val["loss"]):  # weights went bad on a step whose loss looked fine
             raise NonFiniteLoss(
@@ -161,7 +161,7 @@ def train_one_epoch(config: TrainConfig, prepared: PreparedRun, progress: Progre
     # dropout; per epoch, so a resume replays it, and per rank, so ranks draw different masks
     torch.manual_seed(epoch_seed(config.seed, epoch) * ranks.world_size + ranks.rank)
     generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch))
-    augment = Augment(config.flip, config.pad_crop, config.jitter,
+    augment = Augment(prepared.flip, config.pad_crop, config.jitter,
                       share=(ranks.rank, ranks.world_size))
     peak_lr = config.peak_lr()
     prepared.train_mode(backbone_frozen=epoch < config.freeze_epochs)
@@ -246,7 +246,8 @@ def finish(config: TrainConfig, prepared: PreparedRun, progress: Progress, run_d
         "train_seconds": train_seconds, "train_images_per_s": steady_throughput(progress),
         "params": prepared.params, "flops": prepared.flops, "image_size": prepared.image_size,
         "batch_size": prepared.batch_size, "lr": config.peak_lr(),
-        "compile_mode": compile_mode(prepared.forward), "environment": environment(prepared.device),
+        "compile_mode": compile_mode(prepared.forward),
+        "environment": environment(prepared.device), **prepared.data_fit(),
     }
     if prepared.device.type == "cuda":
         result["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(prepared.device) / GiB
@@ -255,7 +256,7 @@ def finish(config: TrainConfig, prepared: PreparedRun, progress: Progress, run_d
     if has_checkpoint(run_dir, "best") and len(prepared.test) and prepared.ranks.is_main:
         load_checkpoint(run_dir, "best", prepared.model)
         test = evaluate(prepared.model, prepared.test, prepared.mean, prepared.std,
-                        tta_flip=config.tta_flip,
+                        tta_flip=prepared.tta_flip,
                         num_classes=prepared.num_classes, autocast=prepared.autocast)
         result.update(test_acc=test["acc"], test_loss=test["loss"])
         if prepared.num_classes >= TOP5_MIN_CLASSES:

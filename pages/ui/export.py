@@ -12,11 +12,14 @@ import streamlit as st
 from core.runs.record import run_folder
 from core.serving.export import FORMATS, export_run
 from pages.ui.common import count, plain, store, user_errors
+from pages.ui.export_package import package_section
 
 FORMAT_LABELS = {"onnx": "ONNX (dynamic batch)", "torchscript": "TorchScript",
-                 "safetensors": "safetensors (for Import)"}
+                 "safetensors": "safetensors (for Import)",
+                 "package": "Package (zip: ONNX, predict.py, README)"}
 MIME = {".onnx": "application/octet-stream", ".pt": "application/octet-stream",
-        ".safetensors": "application/octet-stream", ".json": "application/json"}
+        ".safetensors": "application/octet-stream", ".json": "application/json",
+        ".zip": "application/zip"}
 
 
 def exports_folder(run_id: str) -> Path:
@@ -54,6 +57,8 @@ def export_tab(run: dict) -> None:
             say = st.success if result["parity"]["passed"] else st.error
             say(f"Exported {plain(Path(result['path']).name)}. "
                 + parity_sentence(result["parity"]), icon=":material/verified:")
+    with st.container(border=True):
+        package_section(run, exports_folder(run["run_id"]))
     exports = recorded_exports(run["run_id"])
     if not exports:
         st.info("No export of this run yet.")
