@@ -37,6 +37,8 @@ def bench(args: argparse.Namespace) -> Result:
     elif args.kind == "ingest":
         rows = benchmarks.ingest(args.data, args.image_size or 32)
         title = "Ingest: decoding into the cache"
+    elif args.kind == "ood":
+        rows, title = ood_rows(args), "Unknown inputs: OOD images flagged at the threshold"
     else:
         if not (args.model or args.recipe):
             raise ValueError("bench accuracy needs --model (or --recipe).")
@@ -66,11 +68,28 @@ def bench_formats_rows(args: argparse.Namespace) -> tuple[list[dict], str]:
     return rows, title
 
 
+def ood_rows(args: argparse.Namespace) -> list[dict]:
+    """`bench ood`: digits vs Fashion-MNIST both ways, or --run RUN against --ood-data NAME."""
+    from core.analysis import ood_bench  # torch
+    from core.cli.train import given_settings
+    from core.data.dataset import load_dataset
+
+    if args.run:
+        if not args.ood_data:
+            raise ValueError("bench ood --run RUN needs --ood-data NAME (images of none of "
+                             "its classes).")
+        return ood_bench.evaluate_run(args.run, load_dataset(args.ood_data))
+    settings = {key: value for key, value in given_settings(args).items() if key != "data"}
+    return ood_bench.ood_benchmark(settings)
+
+
 def register(commands) -> None:
     sub = command(commands, "bench", bench, "benchmarks (see bench/RESULTS.md)")
-    sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency", "formats",
-                                      "serve"))
-    sub.add_argument("--run", help="latency, formats, serve: the run whose model to time")
+    sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency", "ood",
+                                      "formats", "serve"))
+    sub.add_argument("--run", help="latency, formats, serve: the run whose model to time; ood: "
+                                   "the run to show --ood-data's images")
+    sub.add_argument("--ood-data", help="ood: a dataset of images of none of the run's classes")
     sub.add_argument("--clients", default="1,8", help="serve: comma-separated client counts")
     sub.add_argument("--threads", type=int, help="formats: intra-op threads for every format")
     add_setting_flags(sub)
