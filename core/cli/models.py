@@ -10,10 +10,10 @@ from core.cli.common import Result, command, fmt
 
 
 def predict(args: argparse.Namespace) -> Result:
-    from core.serving.infer import load_model, open_image  # torch
+    from core.serving.infer import load_model  # torch
 
     loaded = load_model(args.run)
-    images = [open_image(path) for path in args.images]
+    images = [loaded.open(path) for path in args.images]
     tops = loaded.top_k(images, args.top_k)
     predictions = [{"image": str(path), "top": top}
                    for path, top in zip(args.images, tops, strict=True)]
