@@ -32,7 +32,8 @@ from models import create_model
 
 log = logging.getLogger(__name__)
 FORMATS = ("onnx", "torchscript", "safetensors")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors",
+            "package": ".zip"}  # the package: core.serving.package
 OPSET = 18
 PARITY_IMAGES = 64
 PARITY_TOLERANCE = 1e-3  # max abs difference of logits between PyTorch and the export
@@ -251,7 +252,9 @@ def model_card(loaded: LoadedModel, run: dict, fmt: str, path: Path, parity: dic
         "input": {"name": "input", "shape": ["batch", channels, size, size],
                   "dtype": "float32", "layout": "NCHW (channels_first)"},
         "output": {"name": "logits", "shape": ["batch", len(classes)],
-                   "meaning": "unnormalised class scores in `classes` order; softmax them"},
+                   "meaning": "unnormalised class scores in `classes` order; "
+                              "softmax(logits / temperature) for calibrated probabilities"},
+        "temperature": loaded.temperature, "unknown": card.get("unknown"),
         "preprocessing": {
             "color": "grayscale (L)" if channels == 1 else "RGB",
             "resize": f"shorter side to {size} px (bilinear), then centre crop {size}x{size}",

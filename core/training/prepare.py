@@ -17,6 +17,7 @@ from core.config import AUTO_BATCH, TrainConfig
 from core.data.cache import default_image_size, load_cache
 from core.data.dataset import Dataset, load_dataset
 from core.data.loader import DeviceSplit, channel_stats
+from core.data.mirror import resolve_flip
 from core.training.batch_size import auto_batch_size
 from core.training.device import (
     CompiledForward,
@@ -67,6 +68,9 @@ class PreparedRun:
     batch_size: int  # the batch the run trains with (auto resolved)
     ema: WeightEMA | None = None  # the weights' moving average, when the config asks for one
     ranks: SingleProcess = SINGLE_PROCESS  # the loop's collectives (attach, below)
+    flip: bool = True  # the run's flip, `auto` decided from the data (core.data.mirror)
+    flip_reason: str = ""
+    tta_flip: bool = False  # flip test-time augmentation: asked for, and the run flips
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -97,7 +101,12 @@ class PreparedRun:
         return {"device": str(self.device), "model": self.model.__class__.__name__,
                 "params": self.params, "image_size": self.image_size,
                 "batch_size": self.batch_size, "compile_mode": compile_mode(self.forward),
-                "train": len(self.train), "val": len(self.val), "test": len(self.test)}
+                "steps_per_epoch": self.steps_per_epoch, "train": len(self.train),
+                "val": len(self.val), "test": len(self.test), **self.data_fit()}
+
+    def data_fit(self) -> dict:
+        """The choices made from the data, for the result and the model card."""
+        return {"flip": self.flip, "flip_reason": self.flip_reason, "tta_flip": self.tta_flip}
 
 
 def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
@@ -123,12 +132,14 @@ def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
             config, model, device, in_chans=dataset.channels, image_size=size,
             num_classes=len(dataset.classes), autocast=autocast, train_size=len(train),
             precision=resolved_precision(device, config.precision))
+    flip, flip_reason = resolve_flip(config.flip, dataset)
+    data_fit = {"flip": flip, "flip_reason": flip_reason, "tta_flip": config.tta_flip and flip}
     if is_main():  # under torchrun, rank 0 alone writes the run folder
-        write_model_card(run_dir, config, dataset, size, mean, std)
+        write_model_card(run_dir, config, dataset, size, mean, std, data_fit)
     forward = model
     if config.compile:
         forward = CompiledForward(model, compile_modes(device, size))
-    return PreparedRun(
+    return PreparedRun(**data_fit,
         device=device, dataset=dataset, image_size=size, train=train, val=val, test=test,
         mean=torch.tensor(mean, device=device), std=torch.tensor(std, device=device),
         model=model, optimizer=make_optimizer(config, model), autocast=autocast,

@@ -87,12 +87,12 @@ def show_result(name: str, result: dict) -> None:
     else:
         scored(result)
     if rows:
-        st.dataframe(prediction_rows(rows), hide_index=True, use_container_width=True,
+        st.dataframe(prediction_rows(rows), hide_index=True, width="stretch",
                      column_config={"probability": st.column_config.ProgressColumn(
                          "probability", format="percent", min_value=0.0, max_value=1.0)})
     if skipped:
         with st.expander(f"Skipped files ({len(skipped)})"):
-            st.dataframe(skipped, hide_index=True, use_container_width=True,
+            st.dataframe(skipped, hide_index=True, width="stretch",
                          column_config={"file": "File", "reason": "Why it was skipped"})
 
 
@@ -105,7 +105,7 @@ def scored(result: dict) -> None:
         [{"class": row["class"], "images": row["support"], "accuracy": row["accuracy"],
           "precision": row["precision"], "F1": row["f1"]}
          for row in result["per_class"] if row["support"]],
-        hide_index=True, use_container_width=True,
+        hide_index=True, width="stretch",
         column_config={key: st.column_config.NumberColumn(key, format="percent")
                        for key in ("accuracy", "precision", "F1")})
 

@@ -71,7 +71,7 @@ def class_by_class_tab() -> None:
     st.caption("Name a class and drop its images; add as many classes as you need.")
     ids: list[int] = st.session_state.setdefault("tm_classes", [0, 1])
     for class_id in list(ids):
-        with st.container(border=True):
+        with st.container(border=True, key=f"tm_class_{class_id}"):
             cols = st.columns([3, 1])
             cols[0].text_input("Class name", key=f"tm_name_{class_id}",
                                placeholder=f"class {ids.index(class_id) + 1}")
@@ -123,7 +123,7 @@ def builtin_tab() -> None:
         cols[0].markdown(f"**{kind}** — {description}")
         added = kind in existing
         if cols[1].button("Added" if added else "Add", key=f"demo_{kind}", disabled=added,
-                          use_container_width=True):
+                          width="stretch"):
             run_import(f"Writing {kind}", lambda progress, kind=kind: catalog.add_demo(
                 kind, kind, progress=progress))
 
@@ -138,15 +138,21 @@ def import_report() -> None:
                f"{len(report['classes'])} classes"
                + (f"; dropped {len(dropped)} file(s), listed below." if dropped else "."))
     if dropped:
-        st.dataframe(dropped, hide_index=True, use_container_width=True,
+        st.dataframe(dropped, hide_index=True, width="stretch",
                      column_config={"file": "File", "reason": "Why it was dropped"})
 
 
 def add_dataset_panel() -> None:
+    """The report slot is always drawn (empty or not) and the tabs carry a key: when the
+    one-shot report goes away, nothing below it changes identity. Without both, the rerun
+    after an import re-created the tabs, and the browser re-mounted the zip uploader mid-upload
+    (a large file's upload finished into a new, empty widget)."""
     st.subheader("Add a dataset")
-    import_report()
+    with st.container(key="import_report_slot"):
+        import_report()
     tabs = st.tabs([":material/folder_zip: Zip file", ":material/folder: Folder",
-                    ":material/category: Class by class", ":material/inventory_2: Built-in"])
+                    ":material/category: Class by class", ":material/inventory_2: Built-in"],
+                   key="dataset_add_tabs")
     with tabs[0]:
         zip_tab()
     with tabs[1]:

@@ -95,11 +95,12 @@ def gallery(dataset: Dataset) -> None:
             cols[1].image([thumbnail(str(dataset.folder / file)) for file in picks])
 
 
-def augmentation_preview(dataset: Dataset) -> None:
+def augmentation_preview(dataset: Dataset, flip_default: bool = True) -> None:
     st.markdown("**Augmentation preview** — what training sees: the same images, randomly "
                 "flipped, shifted and colour-jittered on every epoch.")
     cols = st.columns(4, vertical_alignment="bottom")
-    flip = cols[0].checkbox("Flip", value=True, key="aug_flip")
+    flip = cols[0].checkbox("Flip", value=flip_default, key="aug_flip",
+                            help="Starts as the data's flip decision (above).")
     pad = cols[1].slider("Shift (pixels)", 0, 8, 2, key="aug_pad")
     jitter = cols[2].slider("Colour jitter", 0.0, 0.5, 0.0, 0.05, key="aug_jitter")
     if cols[3].button("New draw", key="aug_draw", icon=":material/casino:"):

@@ -269,6 +269,18 @@ def test_a_running_run_is_drawn_live_from_the_new_rows(shapes_dataset) -> None:
     assert accuracy_points(at) == 2
 
 
+def test_a_running_run_shows_its_step_and_time_left_inside_the_first_epoch(
+        shapes_dataset) -> None:
+    store = Store()
+    run_id = new_run(TrainConfig(data="shapes", epochs=5), store, status="running")
+    store.update_run(run_id, started_at=time.time() - 5, heartbeat_at=time.time())
+    store.add_metrics(run_id, [(0, 0.0, "steps_per_epoch", 50.0)])
+    time.sleep(0.05)  # the first step row lands after the start row
+    store.add_metrics(run_id, [(10, 0.2, "loss", 1.0)])
+    text = open_page("pages/runs.py").get("progress")[0].proto.text
+    assert text.startswith("Epoch 0.2 of 5 · step 10 of 250 · about "), text
+
+
 def test_a_failed_run_says_why(trained_run) -> None:
     Store().update_run(trained_run, status="failed", error="The device ran out of memory.")
     at = open_page("pages/runs.py")
@@ -313,6 +325,21 @@ def test_clone_fills_the_train_form(trained_run) -> None:
     assert at.selectbox(key="train_optimizer").value == "sgd"
     assert at.number_input(key="train_lr").value == pytest.approx(0.02)
     assert at.slider(key="train_pad_crop").value == 8
+
+
+def test_suggest_fills_the_learning_rate_in_one_click(shapes_dataset, monkeypatch) -> None:
+    import pages.ui.train_form
+
+    def range_test(config, **options):
+        assert config.data == "shapes" and options["budget_seconds"] > 0
+        return {"lrs": [1e-4, 1e-3], "losses": [2.0, 1.0], "suggestion": 0.0031234,
+                "seconds": 0.4}
+
+    monkeypatch.setattr(pages.ui.train_form, "lr_find", range_test)
+    at = open_page("pages/train.py")
+    at.button(key="train_lr_suggest").click().run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="train_lr").value == pytest.approx(0.0031)
 
 
 def test_a_recipe_fills_the_train_form_in_one_click(shapes_dataset, monkeypatch) -> None:

@@ -260,12 +260,12 @@ def test_a_sweep_takes_the_train_form_s_augmentation_settings(shapes_dataset) ->
     """Its runs flipped whatever one chose, once: the settings come from the same schema."""
     at = open_page("pages/sweeps.py")
     at.multiselect(key="sweep_models").set_value(["tiny-cnn"])
-    at.checkbox(key="sweep_flip").uncheck()
+    at.selectbox(key="sweep_flip").set_value("off")
     at.slider(key="sweep_pad_crop").set_value(0).run()
     at.button(key="sweep_go").click().run()
     assert not at.exception, at.exception
     [run] = Store().list_runs()
-    assert run["config"]["flip"] is False and run["config"]["pad_crop"] == 0
+    assert run["config"]["flip"] == "off" and run["config"]["pad_crop"] == 0
     Store().update_run(run["run_id"], status="stopped")
     delete_run(run["run_id"], Store())
 
