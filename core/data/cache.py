@@ -77,20 +77,22 @@ def build_cache(dataset: Dataset, size: int,
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
     remove_abandoned_builds(path)
     files = [str(dataset.folder / item.file) for item in dataset.items]
+    shape = (len(files), size, size, dataset.channels)
     try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8,
-                                        shape=(len(files), size, size, dataset.channels))
-        reserve_disk(tmp)
-        rows = ordered_map(partial(decode_files, size=size, channels=dataset.channels), files,
-                           parallel=total_pixels(dataset) >= PARALLEL_MIN_PIXELS,
-                           chunk=chunk_size(dataset))
-        step = max(1, len(files) // 100)
-        for index, row in enumerate(rows):
-            out[index] = row
-            if progress and ((index + 1) % step == 0 or index + 1 == len(files)):
-                progress(index + 1, len(files))
-        out.flush()
-        del out
+        with tmp.open("wb") as out:
+            # Written in order, not through a memory map: a cache larger than memory never
+            # sits in this process's resident memory
+            np.lib.format.write_array_header_1_0(
+                out, {"descr": "|u1", "fortran_order": False, "shape": shape})
+            reserve_disk(tmp, out.tell() + int(np.prod(shape)))
+            rows = ordered_map(partial(decode_files, size=size, channels=dataset.channels),
+                               files, parallel=total_pixels(dataset) >= PARALLEL_MIN_PIXELS,
+                               chunk=chunk_size(dataset))
+            step = max(1, len(files) // 100)
+            for index, row in enumerate(rows):
+                out.write(np.ascontiguousarray(row, dtype=np.uint8).data)
+                if progress and ((index + 1) % step == 0 or index + 1 == len(files)):
+                    progress(index + 1, len(files))
         fsync_file(tmp)
         replace_durably(tmp, path)
     except BaseException:
@@ -108,18 +110,18 @@ def remove_abandoned_builds(path: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def reserve_disk(path: Path) -> None:
-    """Allocate the memory-mapped file's blocks now: on a full disk a write through the map
-    would kill the process with SIGBUS; here it fails as an OSError (ENOSPC) instead."""
+def reserve_disk(path: Path, size: int) -> None:
+    """Allocate the file's blocks now: a full disk fails here, at once, as an OSError
+    (ENOSPC), not after minutes of decoding."""
     if not hasattr(os, "posix_fallocate"):
         return
     fd = os.open(path, os.O_RDWR)
     try:
-        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        os.posix_fallocate(fd, 0, size)
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             raise
-        # EOPNOTSUPP and friends: this file system cannot reserve; the sparse map still works
+        # EOPNOTSUPP and friends: this file system cannot reserve; the writes still work
     finally:
         os.close(fd)
 
