@@ -160,6 +160,9 @@ def kill_our_workers(home: Path) -> None:
         return
     with sqlite3.connect(db, timeout=30) as conn:
         pids = {row[0] for row in conn.execute("SELECT worker_pid FROM runs") if row[0]}
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if "imports" in tables:  # the import worker (core.runs.imports)
+            pids |= {row[0] for row in conn.execute("SELECT worker_pid FROM imports") if row[0]}
     for pid in pids:
         if is_worker(pid):
             os.kill(pid, signal.SIGKILL)

@@ -29,6 +29,8 @@ def bench(args: argparse.Namespace) -> Result:
     elif args.kind == "ingest":
         rows = benchmarks.ingest(args.data, args.image_size or 32)
         title = "Ingest: decoding into the cache"
+    elif args.kind == "ood":
+        rows, title = ood_rows(args), "Unknown inputs: OOD images flagged at the threshold"
     else:
         if not (args.model or args.recipe):
             raise ValueError("bench accuracy needs --model (or --recipe).")
@@ -53,10 +55,28 @@ def bench_photos(args: argparse.Namespace) -> Result:
     return {"kind": "photos", "rows": rows, "markdown": table}, table, 0
 
 
+def ood_rows(args: argparse.Namespace) -> list[dict]:
+    """`bench ood`: digits vs Fashion-MNIST both ways, or --run RUN against --ood-data NAME."""
+    from core.analysis import ood_bench  # torch
+    from core.cli.train import given_settings
+    from core.data.dataset import load_dataset
+
+    if args.run:
+        if not args.ood_data:
+            raise ValueError("bench ood --run RUN needs --ood-data NAME (images of none of "
+                             "its classes).")
+        return ood_bench.evaluate_run(args.run, load_dataset(args.ood_data))
+    settings = {key: value for key, value in given_settings(args).items() if key != "data"}
+    return ood_bench.ood_benchmark(settings)
+
+
 def register(commands) -> None:
     sub = command(commands, "bench", bench, "benchmarks (see bench/RESULTS.md)")
-    sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency", "photos"))
-    sub.add_argument("--run", help="latency: the run whose model to time")
+    sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency", "ood",
+                                      "photos"))
+    sub.add_argument("--run", help="latency: the run whose model to time; ood: the run to "
+                                   "show --ood-data's images")
+    sub.add_argument("--ood-data", help="ood: a dataset of images of none of the run's classes")
     add_setting_flags(sub)
     sub.add_argument("--steps", type=int, default=50, help="timed steps per side")
     sub.add_argument("--warmup", type=int, default=5, help="untimed steps per side")

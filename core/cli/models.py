@@ -70,6 +70,32 @@ def export_package(args: argparse.Namespace) -> Result:
     return result, text, 0
 
 
+def model_summary(args: argparse.Namespace) -> Result:
+    """Per layer: output shape, parameters and FLOPs for one image (Keras' model.summary())."""
+    from models import create_model, summary_text  # torch
+    from models import model_summary as summarise
+
+    channels, classes, size = args.channels, args.classes, args.image_size
+    if args.data:
+        from core.data.cache import default_image_size
+        from core.data.dataset import load_dataset
+
+        dataset = load_dataset(args.data)
+        channels, classes = dataset.channels, len(dataset.classes)
+        size = size or default_image_size(dataset)
+    size = size or DEFAULT_SUMMARY_SIZE
+    model = create_model(args.model, in_chans=channels, num_classes=classes, image_size=size)
+    summary = summarise(model, in_chans=channels, image_size=size, depth=args.depth)
+    payload = {"model": args.model, "in_chans": channels, "num_classes": classes,
+               "image_size": size} | summary
+    text = (f"{args.model} for {channels}-channel {size} px images, {classes} classes\n"
+            + summary_text(summary))
+    return payload, text, 0
+
+
+DEFAULT_SUMMARY_SIZE = 32  # the image size of a summary without --data or --image-size
+
+
 def register(commands) -> None:
     sub = command(commands, "predict", predict, "classify images with a trained run")
     sub.add_argument("--run", required=True)
@@ -87,3 +113,16 @@ def register(commands) -> None:
                           "within 1 point of FP32")
     sub.add_argument("--out", required=True, type=Path,
                      help="file (or folder) to write; the model card goes beside it")
+
+    model = commands.add_parser("model", help="describe a network").add_subparsers()
+    sub = command(model, "summary", model_summary,
+                  "per layer: output shape, parameters and FLOPs (like Keras' model.summary())")
+    sub.add_argument("model", help="a preset, a timm architecture or a JSON layer spec")
+    sub.add_argument("--data", help="size the network for this dataset (channels, classes, "
+                                    "image size)")
+    sub.add_argument("--image-size", type=int, help="pixels per side (default: the dataset's, "
+                                                    f"else {DEFAULT_SUMMARY_SIZE})")
+    sub.add_argument("--channels", type=int, default=3, help="without --data (default 3)")
+    sub.add_argument("--classes", type=int, default=10, help="without --data (default 10)")
+    sub.add_argument("--depth", type=int, help="one row per module this many levels down "
+                                               "(default: every leaf layer)")

@@ -19,7 +19,7 @@ import numpy as np
 from core.data.dataset import Dataset
 from core.data.images import decode_image
 from core.data.parallel import ordered_map
-from core.data.transforms import fit_image
+from core.data.transforms import fit_image, resolve_resize
 from core.durable import fsync_file, replace_durably
 from core.workspace import process_alive
 
@@ -30,8 +30,20 @@ CHUNK_PIXELS = 4_000_000  # pixels decoded per task (~20 photos, 512 small image
 NO_PIXEL_CAP = 1 << 62  # stored images passed the importer's pixel cap already
 
 
-def cache_path(dataset: Dataset, size: int) -> Path:
-    return dataset.folder / "cache" / f"{size}px-{dataset.channels}ch.npy"
+def cache_path(dataset: Dataset, size: int, mode: str = "crop") -> Path:
+    """The cache file of (dataset, size, resize mode). Modes differ only for non-square
+    images, so a dataset of squares shares one file between them."""
+    suffix = "" if mode == "crop" or all_square(dataset) else f"-{mode}"
+    return dataset.folder / "cache" / f"{size}px-{dataset.channels}ch{suffix}.npy"
+
+
+def all_square(dataset: Dataset) -> bool:
+    return all(item.width == item.height for item in dataset.items)
+
+
+def dataset_resize(dataset: Dataset, setting: str = "auto") -> tuple[str, str]:
+    """The resize mode (core.data.transforms) of a run on `dataset` with `setting`, and why."""
+    return resolve_resize(setting, ((item.width, item.height) for item in dataset.items))
 
 
 def default_image_size(dataset: Dataset) -> int:
@@ -62,17 +74,19 @@ def write_cache(dataset: Dataset, size: int, array: np.ndarray) -> Path:
 
 
 def load_cache(dataset: Dataset, size: int,
-               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """The memory-mapped cache for (dataset, size), building it first if it is missing."""
-    path = cache_path(dataset, size)
+               progress: Callable[[int, int], None] | None = None,
+               mode: str = "crop") -> np.ndarray:
+    """The memory-mapped cache for (dataset, size, resize mode), building it first if it is
+    missing."""
+    path = cache_path(dataset, size, mode)
     if not path.exists():
-        build_cache(dataset, size, progress)
+        build_cache(dataset, size, progress, mode)
     return np.load(path, mmap_mode="r")
 
 
 def build_cache(dataset: Dataset, size: int,
-                progress: Callable[[int, int], None] | None = None) -> Path:
-    path = cache_path(dataset, size)
+                progress: Callable[[int, int], None] | None = None, mode: str = "crop") -> Path:
+    path = cache_path(dataset, size, mode)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
     remove_abandoned_builds(path)
@@ -85,7 +99,8 @@ def build_cache(dataset: Dataset, size: int,
             np.lib.format.write_array_header_1_0(
                 out, {"descr": "|u1", "fortran_order": False, "shape": shape})
             reserve_disk(tmp, out.tell() + int(np.prod(shape)))
-            rows = ordered_map(partial(decode_files, size=size, channels=dataset.channels),
+            rows = ordered_map(partial(decode_files, size=size, channels=dataset.channels,
+                                       mode=mode),
                                files, parallel=total_pixels(dataset) >= PARALLEL_MIN_PIXELS,
                                chunk=chunk_size(dataset))
             step = max(1, len(files) // 100)
@@ -136,11 +151,11 @@ def chunk_size(dataset: Dataset) -> int:
     return int(min(512, max(8, CHUNK_PIXELS // max(1.0, mean_pixels))))
 
 
-def decode_files(files: list[str], size: int, channels: int) -> np.ndarray:
+def decode_files(files: list[str], size: int, channels: int, mode: str = "crop") -> np.ndarray:
     """The files' rows of the cache: each decoded as inference decodes it (a JPEG at reduced
     size), then `fit_image`d."""
     out = np.empty((len(files), size, size, channels), dtype=np.uint8)
     for index, file in enumerate(files):
         image = decode_image(Path(file).read_bytes(), NO_PIXEL_CAP, draft_to=size)
-        out[index] = fit_image(image, size, channels)
+        out[index] = fit_image(image, size, channels, mode)
     return out

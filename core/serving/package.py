@@ -1,8 +1,9 @@
 """A model package: one zip that runs anywhere with onnxruntime, numpy and pillow.
 
     model.onnx   the model (FP32, or INT8/FP16 when asked for and good enough)
-    model.json   labels, input size, channels, mean/std, resize mode, temperature and unknown
-                 threshold (when the run has them), test metrics, data hash and config
+    model.json   labels, input size, channels, mean/std, resize mode, temperature and the
+                 unknown rule (when the run has them), test metrics, data hash and config
+    features_bank.npy  when the run's unknown rule is kNN: the training features it compares
     predict.py   core/serving/package_predict.py: the project's preprocessing, a table or
                  `--json` (the JSON of `python -m core predict --json`)
     README.md    the figures and a three-line usage example
@@ -14,6 +15,7 @@ model does not match is not written. A smaller variant is measured again on the 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -21,6 +23,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from core.durable import fsync_file, replace_durably, write_json_atomic
@@ -36,8 +39,10 @@ from core.serving.export import (
 )
 from core.serving.infer import LoadedModel, load_model
 from core.store import Store
+from core.training.outputs import classifier_layer, features_of
 
 PREDICT_SCRIPT = Path(__file__).with_name("package_predict.py")
+BANK = "features_bank.npy"  # training images' normalised features, for the kNN unknown score
 CHANGED_KEPT = 200  # changed answers listed in model.json (the count is always exact)
 
 
@@ -56,6 +61,8 @@ def build_package(run_ref: str, out: str | Path, quantization: str | None = None
         details = write_export(loaded, "onnx", example_input(loaded, batch=2), fp32, run["name"])
         inputs, source = parity_inputs(loaded)
         parity = parity_of(loaded.model, onnx_runner(loaded, fp32), inputs) | {"inputs": source}
+        knn = loaded.detector is not None and loaded.detector.method == "knn"
+        rule = unknown_rule(loaded, knn and add_features_output(fp32, loaded, inputs))
         if not parity["passed"]:
             raise ValueError(f"The ONNX model of run {run['name']} differs from PyTorch's by "
                              f"{parity['max_abs_diff']} (tolerance {parity['tolerance']:g}); "
@@ -67,8 +74,9 @@ def build_package(run_ref: str, out: str | Path, quantization: str | None = None
             model_file = variant if report["accepted"] else fp32
         precision = quantization if report and report["accepted"] else "fp32"
         test = report_test(report, precision) or quantize.onnx_accuracy(loaded.card, fp32)
-        card = package_card(loaded, run, precision, parity, details, test, report)
-        write_zip(path, model_file, card)
+        card = package_card(loaded, run, precision, parity, details, test, report) \
+            | {"unknown": rule}
+        write_zip(path, model_file, card, loaded.detector.bank if rule and rule["bank"] else None)
     card_path = path.with_suffix(".card.json")
     write_json_atomic(card_path, card)
     result = {"run_id": loaded.run_id, "path": str(path), "card": str(card_path),
@@ -88,15 +96,42 @@ def report_test(report: dict | None, precision: str) -> dict | None:
             "p90_ms": side["p90_ms"]}
 
 
-def calibration(card: dict, run: dict) -> dict:
-    """Temperature and unknown threshold when the run has them (issue 13's after-training
-    step), from the run's model.json or its summary; None where absent."""
-    summary = run.get("summary") or {}
-    found = {}
-    for key in ("temperature", "unknown_threshold"):
-        value = card.get(key, summary.get(key))
-        found[key] = float(value) if isinstance(value, (int, float)) else None
-    return found
+def add_features_output(path: Path, loaded: LoadedModel, x) -> bool:
+    """Give the ONNX model a second output, `features` (what the last linear layer reads),
+    which the kNN unknown detector scores; True when its values match PyTorch's on `x`."""
+    import onnx
+
+    model = onnx.load(str(path))
+    producers = {out: node for node in model.graph.node for out in node.output}
+    node = producers.get("logits")
+    if node is not None and node.op_type == "Add":  # MatMul + Add instead of Gemm
+        node = next((producers[i] for i in node.input
+                     if i in producers and producers[i].op_type == "MatMul"), None)
+    layer = classifier_layer(loaded.model)
+    if node is None or node.op_type not in ("Gemm", "MatMul") or layer is None:
+        return False
+    model.graph.node.append(onnx.helper.make_node("Identity", [node.input[0]], ["features"]))
+    model.graph.output.append(onnx.helper.make_tensor_value_info(
+        "features", onnx.TensorProto.FLOAT, ["batch", layer.in_features]))
+    onnx.save(model, str(path))
+    with features_of(loaded.model) as captured, torch.no_grad():
+        loaded.model(torch.from_numpy(x))
+    got = quantize.session(path).run(["features"], {"input": x})[0]
+    return bool(captured) and got.shape == captured[0].shape and \
+        float(np.abs(got - captured[0].numpy()).max()) <= 1e-3
+
+
+def unknown_rule(loaded: LoadedModel, has_features: bool) -> dict | None:
+    """The run's unknown-input rule as the package applies it; None when the run has none,
+    or when its kNN rule cannot be carried (no feature bank, no features output)."""
+    rule = loaded.card.get("unknown")
+    if not rule or loaded.detector is None:
+        return None
+    knn = rule["method"] == "knn"
+    if knn and not has_features:
+        return None
+    return {"method": rule["method"], "threshold": float(rule["threshold"]),
+            "knn_k": rule.get("knn_k"), "bank": BANK if knn else None}
 
 
 def package_card(loaded: LoadedModel, run: dict, precision: str, parity: dict, details: dict,
@@ -106,7 +141,7 @@ def package_card(loaded: LoadedModel, run: dict, precision: str, parity: dict, d
 
     card = loaded.card
     size, channels, classes = card["image_size"], card["in_chans"], card["classes"]
-    resize_mode = card.get("resize_mode") or (run.get("config") or {}).get("resize") or "crop"
+    resize_mode = card.get("resize") or "crop"  # the run's resolved mode (model.json, datafit)
     if report:
         report = report | {"changed": report["changed"][:CHANGED_KEPT],
                            "changed_count": len(report["changed"])}
@@ -115,7 +150,7 @@ def package_card(loaded: LoadedModel, run: dict, precision: str, parity: dict, d
         "run_id": run["run_id"], "run_name": run["name"],
         **{key: card.get(key) for key in ("model", "spec", "classes", "in_chans", "image_size",
                                           "mean", "std")},
-        "resize_mode": resize_mode, **calibration(card, run),
+        "resize_mode": resize_mode, "temperature": loaded.temperature, "unknown": None,
         "input": {"name": "input", "shape": ["batch", channels, size, size], "dtype": "float32",
                   "layout": "NCHW (channels_first)"},
         "output": {"name": "logits", "shape": ["batch", len(classes)],
@@ -138,13 +173,17 @@ def package_card(loaded: LoadedModel, run: dict, precision: str, parity: dict, d
     }
 
 
-def write_zip(path: Path, model_file: Path, card: dict) -> None:
+def write_zip(path: Path, model_file: Path, card: dict, bank: np.ndarray | None) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.write(model_file, "model.onnx")
             archive.writestr("model.json", json.dumps(card, indent=2))
             archive.write(PREDICT_SCRIPT, "predict.py")
+            if bank is not None:
+                buffer = io.BytesIO()
+                np.save(buffer, bank.astype(np.float16))  # as the run keeps it
+                archive.writestr(BANK, buffer.getvalue())
             archive.writestr("README.md", readme(card, path.stem))
         fsync_file(tmp)
         replace_durably(tmp, path)
@@ -167,12 +206,13 @@ def readme(card: dict, name: str) -> str:
         figures.append("- Accuracy of this file: not measured (the run's dataset was gone).")
     if card["quantization"]:
         figures.append(f"- {card['quantization']['verdict']}")
-    if card.get("temperature"):
-        figures.append("- Probabilities are calibrated: softmax(logits / "
-                       f"{card['temperature']:.3f}).")
-    if card.get("unknown_threshold") is not None:
-        figures.append(f"- An image whose top probability is under "
-                       f"{card['unknown_threshold']:.3f} is reported as unknown.")
+    if card.get("temperature") not in (None, 1.0):
+        figures.append("- Probabilities are calibrated on the validation split: softmax(logits "
+                       f"/ {card['temperature']:.3f}).")
+    rule = card.get("unknown")
+    if rule:
+        figures.append(f"- An image like none of the training images (method {rule['method']}, "
+                       f"score under {rule['threshold']:.4g}) is reported as unknown.")
     return "\n".join([
         f"# {card['run_name']}: an image classifier from CNN Studio", "",
         *figures, "",

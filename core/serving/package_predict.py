@@ -5,9 +5,10 @@ each image as CNN Studio did when the model was trained: a JPEG decoded at reduc
 (DCT scaling) where the input is small, upright (EXIF), transparency on
 white, grayscale or RGB, the shorter side resized to the input size (bilinear) and
 centre-cropped, scaled to 0..1, normalised by model.json's mean and std. The probabilities
-are softmax(logits / temperature); an image whose top probability is under model.json's
-unknown threshold is marked unknown. `--json` prints what `python -m core predict --json`
-prints: {"run_id", "predictions": [{"image", "top": [{"label", "prob"}], "unknown"}]}.
+are softmax(logits / temperature); an image whose score under model.json's unknown rule
+(msp, energy, or kNN against features_bank.npy) is under its threshold is marked unknown.
+`--json` prints what `python -m core predict --json` prints: {"run_id", "temperature",
+"detector", "predictions": [{"image", "top": [{"label", "prob"}], "unknown", "score"}]}.
 
 This file is copied into every package by CNN Studio (core/serving/package.py); it must not
 import anything of CNN Studio's.
@@ -82,7 +83,9 @@ def on_white(rgba: Image.Image) -> Image.Image:
 
 
 def fit(image: Image.Image, size: int, channels: int, mode: str = "crop") -> np.ndarray:
-    """uint8 H×W×C at size×size: `crop` (shorter side to size, centre crop) or `squish`."""
+    """uint8 H×W×C at size×size: `crop` (shorter side to size, centre crop), `squish` or `pad`
+    (longer side to size, centred on black): core.data.transforms.fit_image, written again so
+    the package needs nothing of the project (tests/unit/test_resize.py pins them equal)."""
     image = image.convert("L" if channels == 1 else "RGB")
     width, height = image.size
     if (width, height) == (size, size):
@@ -95,6 +98,13 @@ def fit(image: Image.Image, size: int, channels: int, mode: str = "crop") -> np.
         image = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
         left, top = (new_w - size) // 2, (new_h - size) // 2
         image = image.crop((left, top, left + size, top + size))
+    elif mode == "pad":
+        scale = size / max(width, height)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        canvas = Image.new(image.mode, (size, size))
+        canvas.paste(image, ((size - new_w) // 2, (size - new_h) // 2))
+        image = canvas
     else:
         raise ValueError(f"this predict.py does not know resize mode {mode!r}")
     array = np.asarray(image, dtype=np.uint8)
@@ -116,6 +126,24 @@ def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def unknown_scores(rule: dict, logits: np.ndarray, features: np.ndarray | None,
+                   temperature: float, folder: Path) -> np.ndarray:
+    """Higher = more like the training images: msp (top probability), energy (logsumexp of
+    the logits) or knn (minus the distance to the k-th nearest training image's features)."""
+    if rule["method"] == "msp":
+        return softmax(logits, temperature).max(axis=1)
+    z = logits.astype(np.float64)
+    if rule["method"] == "energy":
+        top = z.max(axis=1, keepdims=True)
+        return top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
+    bank = np.load(folder / rule["bank"]).astype(np.float32)
+    queries = features.astype(np.float32)
+    queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+    k = max(1, min(int(rule.get("knn_k") or 5), len(bank)))
+    kth = -np.partition(-(queries @ bank.T), k - 1, axis=1)[:, k - 1]
+    return -np.sqrt(np.maximum(2 - 2 * kth, 0))
+
+
 def predict(paths: list[str], top_k: int = 3, folder: Path = HERE) -> dict:
     import onnxruntime
 
@@ -131,25 +159,34 @@ def predict(paths: list[str], top_k: int = 3, folder: Path = HERE) -> dict:
         except (OSError, ValueError, Image.DecompressionBombError,
                 Image.DecompressionBombWarning) as error:
             raise SystemExit(f"error: cannot classify {path}: {error}") from None
-    logits = session.run(["logits"], {"input": to_input(arrays, card)})[0]
-    probs = softmax(logits, float(card.get("temperature") or 1.0))
-    threshold = card.get("unknown_threshold")
+    rule = card.get("unknown")
+    names = ["logits", "features"] if rule and rule["method"] == "knn" else ["logits"]
+    outputs = session.run(names, {"input": to_input(arrays, card)})
+    temperature = float(card.get("temperature") or 1.0)
+    probs = softmax(outputs[0], temperature)
+    scores = None if not rule else unknown_scores(rule, outputs[0], outputs[-1], temperature,
+                                                  folder)
     classes = card["classes"]
     predictions = []
-    for path, row in zip(paths, probs, strict=True):
-        order = np.argsort(-row, kind="stable")[:min(top_k, len(classes))]
-        top = [{"label": classes[i], "prob": float(row[i])} for i in order]
-        unknown = threshold is not None and top[0]["prob"] < float(threshold)
-        predictions.append({"image": path, "top": top, "unknown": bool(unknown)})
-    return {"run_id": card.get("run_id"), "predictions": predictions}
+    for index, (path, row) in enumerate(zip(paths, probs, strict=True)):
+        order = np.argsort(-row)[:min(top_k, len(classes))]
+        score = None if scores is None else float(scores[index])
+        predictions.append({"image": path,
+                            "top": [{"label": classes[i], "prob": float(row[i])} for i in order],
+                            "unknown": bool(score is not None and score < rule["threshold"]),
+                            "score": score})
+    detector = {"method": rule["method"], "threshold": rule["threshold"]} if rule else None
+    return {"run_id": card.get("run_id"), "temperature": temperature, "detector": detector,
+            "predictions": predictions}
 
 
 def table(result: dict) -> str:
     lines = []
     for p in result["predictions"]:
-        mark = "  (unknown: unlike the training images)" if p["unknown"] else ""
-        lines.append(f"{p['image']}: " + ", ".join(f"{t['label']} {t['prob']:.3f}"
-                                                   for t in p["top"]) + mark)
+        answer = ", ".join(f"{t['label']} {t['prob']:.3f}" for t in p["top"])
+        if p["unknown"]:
+            answer = f"none of the classes I know (closest: {answer})"
+        lines.append(f"{p['image']}: {answer}")
     return "\n".join(lines)
 
 

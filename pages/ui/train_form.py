@@ -37,6 +37,7 @@ from models import (
     list_presets,
     list_timm_models,
     model_profile,
+    model_summary,
 )
 from pages.ui.common import USER_ERRORS, count, has_model, pct, plain
 from pages.ui.layer_editor import layer_editor, load_spec_into_editor
@@ -141,6 +142,27 @@ def show_profile(model: str, dataset: Dataset, image_size: int) -> None:
     cols = st.columns(2)
     cols[0].metric("Parameters", count(numbers["params"]))
     cols[1].metric("FLOPs per image", count(numbers["flops"]))
+    with st.expander("Layers: output shape, parameters and FLOPs of each"):
+        layer_table(model, dataset, image_size)
+
+
+@st.cache_data(max_entries=64, show_spinner="Summarising the layers…")
+def layers(model: str, in_chans: int, num_classes: int, image_size: int) -> list[dict]:
+    net = create_model(model, in_chans=in_chans, num_classes=num_classes, image_size=image_size)
+    return model_summary(net, in_chans=in_chans, image_size=image_size)["layers"]
+
+
+def layer_table(model: str, dataset: Dataset, image_size: int) -> None:
+    """The per-layer summary (models.model_summary), as `python -m core model summary` prints."""
+    try:
+        rows = layers(model, dataset.channels, len(dataset.classes), image_size)
+    except ValueError as error:
+        st.error(plain(error))
+        return
+    st.dataframe([{"layer": row["name"], "type": row["type"],
+                   "output shape": "×".join(map(str, row["output_shape"] or [])) or "—",
+                   "params": row["params"], "FLOPs": row["flops"]} for row in rows],
+                 hide_index=True, key="train_layers")
 
 
 def model_picker(dataset: Dataset, image_size: int) -> tuple[str, dict | None]:

@@ -84,8 +84,8 @@ def standalone_predict(package: Path, images: list[Path],
 
 def test_package_holds_model_card_script_and_readme(fp32_package) -> None:
     with zipfile.ZipFile(fp32_package["path"]) as archive:
-        assert sorted(archive.namelist()) == ["README.md", "model.json", "model.onnx",
-                                              "predict.py"]
+        assert sorted(archive.namelist()) == ["README.md", "features_bank.npy", "model.json",
+                                              "model.onnx", "predict.py"]
         card = json.loads(archive.read("model.json"))
         readme = archive.read("README.md").decode()
         script = archive.read("predict.py").decode()
@@ -95,7 +95,8 @@ def test_package_holds_model_card_script_and_readme(fp32_package) -> None:
     assert card["data"]["content_hash"] and card["training_config"]["model"] == "tiny-cnn"
     assert card["metrics"]["package_test"]["split"] == "test"
     assert card["metrics"]["package_test"]["images"] == 30
-    assert card["parity"]["passed"] and card["temperature"] is None
+    assert card["parity"]["passed"] and 0.05 <= card["temperature"] <= 20
+    assert card["unknown"]["method"] == "knn" and card["unknown"]["bank"] == "features_bank.npy"
     assert "import core" not in script and "from core" not in script
     usage = readme.split("```")[1].strip().splitlines()
     assert len(usage) == 3 and usage[-1].startswith("python predict.py")
@@ -111,13 +112,17 @@ def test_standalone_predict_agrees_with_core_predict(fp32_package, run_id, tmp_p
     alone = json.loads(done.stdout)
     ours = core_predict(run_id, images, capsys)
     assert alone["run_id"] == ours["run_id"] == run_id
+    assert alone["temperature"] == pytest.approx(ours["temperature"])
+    assert alone["detector"] == pytest.approx(ours["detector"]) and ours["detector"]
     assert len(alone["predictions"]) == len(ours["predictions"]) == len(images)
+    assert any(p["unknown"] for p in ours["predictions"])  # noise is like no training image
     for got, want in zip(alone["predictions"], ours["predictions"], strict=True):
         assert got["image"] == want["image"]
         assert [t["label"] for t in got["top"]] == [t["label"] for t in want["top"]]
         np.testing.assert_allclose([t["prob"] for t in got["top"]],
                                    [t["prob"] for t in want["top"]], atol=1e-4)
-        assert got["unknown"] == want.get("unknown", False)
+        assert got["unknown"] == want["unknown"]
+        assert got["score"] == pytest.approx(want["score"], abs=1e-4)
 
 
 def test_standalone_predict_prints_a_table_and_refuses_a_non_image(fp32_package,
