@@ -26,6 +26,16 @@ def bench(args: argparse.Namespace) -> Result:
             raise ValueError("bench latency needs --run RUN.")
         rows = [single_image_latency(args.run, repeats=args.steps)]
         title = "Single-image latency, model loaded once (ms)"
+    elif args.kind == "formats":
+        rows, title = bench_formats_rows(args)
+    elif args.kind == "serve":
+        from core.analysis.serve_bench import bench_serve
+
+        if not args.run:
+            raise ValueError("bench serve needs --run RUN.")
+        clients = [int(c) for c in args.clients.split(",")]
+        rows = bench_serve(args.run, clients, requests_per_client=args.steps)
+        title = "HTTP API: POST /predict, one image per request (loopback, uvicorn)"
     elif args.kind == "ingest":
         rows = benchmarks.ingest(args.data, args.image_size or 32)
         title = "Ingest: decoding into the cache"
@@ -55,6 +65,24 @@ def bench_photos(args: argparse.Namespace) -> Result:
     return {"kind": "photos", "rows": rows, "markdown": table}, table, 0
 
 
+def bench_formats_rows(args: argparse.Namespace) -> tuple[list[dict], str]:
+    from core.analysis.formats import WITHIN_POINTS, bench_formats
+
+    if not args.run:
+        raise ValueError("bench formats needs --run RUN.")
+    result = bench_formats(args.run, repeats=args.steps * 2, warmup=args.warmup,
+                           threads=args.threads)
+    rows = [{"format": ("★ " if row["best"] else "") + row["format"],
+             "test acc": row["accuracy"], "p50 ms (batch 1)": row["p50_ms"],
+             "p90 ms (batch 1)": row["p90_ms"], "images/s (batch 32)": row["images_per_s"],
+             "file MB": row["size_mb"], "device": row["device"], "best": row["best"]}
+            for row in result["rows"]]
+    title = (f"Formats of run {result['run_id']} on {result['images']} {result['split']} images "
+             f"(★ fastest within {WITHIN_POINTS:g} points of eager FP32; "
+             f"{result['threads']} threads)")
+    return rows, title
+
+
 def ood_rows(args: argparse.Namespace) -> list[dict]:
     """`bench ood`: digits vs Fashion-MNIST both ways, or --run RUN against --ood-data NAME."""
     from core.analysis import ood_bench  # torch
@@ -73,10 +101,12 @@ def ood_rows(args: argparse.Namespace) -> list[dict]:
 def register(commands) -> None:
     sub = command(commands, "bench", bench, "benchmarks (see bench/RESULTS.md)")
     sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency", "ood",
-                                      "photos"))
-    sub.add_argument("--run", help="latency: the run whose model to time; ood: the run to "
-                                   "show --ood-data's images")
+                                      "formats", "serve", "photos"))
+    sub.add_argument("--run", help="latency, formats, serve: the run whose model to time; ood: "
+                                   "the run to show --ood-data's images")
     sub.add_argument("--ood-data", help="ood: a dataset of images of none of the run's classes")
+    sub.add_argument("--clients", default="1,8", help="serve: comma-separated client counts")
+    sub.add_argument("--threads", type=int, help="formats: intra-op threads for every format")
     add_setting_flags(sub)
     sub.add_argument("--steps", type=int, default=50, help="timed steps per side")
     sub.add_argument("--warmup", type=int, default=5, help="untimed steps per side")

@@ -185,3 +185,19 @@ def test_a_parallel_cache_build_equals_a_one_process_build(monkeypatch):
     many = np.load(build_cache(dataset, SIZE, lambda done, total: seen.append((done, total))))
     assert np.array_equal(many, one)
     assert seen[-1] == (len(dataset.items), len(dataset.items))
+
+
+def test_bench_photos_reports_every_step_in_one_run(capsys):
+    import json
+
+    from core.__main__ import main
+
+    assert main(["bench", "photos", "--images", "12", "--size", "120x90",
+                 "--image-size", "32", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    steps = [row["step"] for row in rows]
+    assert [step.split(" ")[0] for step in steps] == ["plain", "import", "plain", "cache",
+                                                      "disk:", "cache"]
+    assert all(row["images_per_s"] > 0 for row in rows[:4])
+    assert rows[4]["value"] <= 1.15  # kept JPEGs: the dataset is about the upload's size
+    assert 25 < rows[5]["value"] < 80  # the reduced-size decode moves pixels, a little
