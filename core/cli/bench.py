@@ -9,6 +9,8 @@ from core.cli.train import add_setting_flags, config_from_args
 
 
 def bench(args: argparse.Namespace) -> Result:
+    if args.kind == "photos":
+        return bench_photos(args)
     from core.analysis import bench as benchmarks  # torch
     from core.analysis.latency import single_image_latency
     from core.training.device import pick_device
@@ -50,6 +52,19 @@ def bench(args: argparse.Namespace) -> Result:
     return {"kind": args.kind, "rows": rows, "markdown": table}, table, 0
 
 
+def bench_photos(args: argparse.Namespace) -> Result:
+    from core.analysis import photo_bench  # Pillow and numpy only
+
+    try:
+        width, height = (int(side) for side in args.size.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size {args.size!r} is not WIDTHxHEIGHT, for example 500x375.") \
+            from None
+    rows = photo_bench.photos(args.images, (width, height), args.image_size or 150)
+    table = photo_bench.markdown(rows)
+    return {"kind": "photos", "rows": rows, "markdown": table}, table, 0
+
+
 def bench_formats_rows(args: argparse.Namespace) -> tuple[list[dict], str]:
     from core.analysis.formats import WITHIN_POINTS, bench_formats
 
@@ -86,7 +101,7 @@ def ood_rows(args: argparse.Namespace) -> list[dict]:
 def register(commands) -> None:
     sub = command(commands, "bench", bench, "benchmarks (see bench/RESULTS.md)")
     sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency", "ood",
-                                      "formats", "serve"))
+                                      "formats", "serve", "photos"))
     sub.add_argument("--run", help="latency, formats, serve: the run whose model to time; ood: "
                                    "the run to show --ood-data's images")
     sub.add_argument("--ood-data", help="ood: a dataset of images of none of the run's classes")
@@ -97,3 +112,5 @@ def register(commands) -> None:
     sub.add_argument("--warmup", type=int, default=5, help="untimed steps per side")
     sub.add_argument("--seeds", default="0", help="accuracy: comma-separated seeds")
     sub.add_argument("--targets", default="0.93,0.94", help="accuracy: test-accuracy targets")
+    sub.add_argument("--images", type=int, default=2000, help="photos: JPEGs to generate")
+    sub.add_argument("--size", default="500x375", help="photos: WIDTHxHEIGHT of each JPEG")
