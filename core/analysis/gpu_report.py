@@ -106,14 +106,12 @@ def resnet50_224(ctx: Context) -> tuple[str, bool | None]:
 
 
 def photo_rates(ctx: Context) -> tuple[str, bool | None]:
-    from core.analysis import bench
+    from core.analysis.photo_bench import photos  # bench photos
 
-    photos = getattr(bench, "photos", None)
-    if photos is None:
-        raise ImportError(name="core.analysis.bench.photos (bench photos)")
-    rows = photos(images=40 if ctx.smoke else 2000)
-    return "; ".join(f"{key} {value:,.0f}" for row in rows for key, value in row.items()
-                     if key.endswith("_per_s") and isinstance(value, int | float)), None
+    rows = photos(images=24 if ctx.smoke else 2000, size=(120, 90) if ctx.smoke else (500, 375))
+    rates = [(row["step"].split(" (")[0], row["images_per_s"]) for row in rows
+             if "images_per_s" in row]
+    return "; ".join(f"{step} {value:,.0f} img/s" for step, value in rates), None
 
 
 TARGETS = (

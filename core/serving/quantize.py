@@ -48,11 +48,11 @@ def split_images(card: dict, split: str, limit: int | None = None,
     labels = np.array([dataset.items[i].label for i in index], dtype=np.int64)
     files = [dataset.items[i].file for i in index]
     try:
-        path = cache_path(dataset, card["image_size"])
+        path = cache_path(dataset, card["image_size"], card.get("resize") or "crop")
         if path.exists():
             return np.asarray(np.load(path, mmap_mode="r")[index]), labels, files
         decoded = decode_files([str(dataset.folder / f) for f in files], card["image_size"],
-                               dataset.channels)
+                               dataset.channels, card.get("resize") or "crop")
         return decoded, labels, files
     except (OSError, ValueError):
         return None
@@ -66,11 +66,14 @@ def model_input(images: np.ndarray, card: dict) -> np.ndarray:
     return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
 
 
-def session(path: Path):
+def session(path: Path, threads: int | None = None):
+    """An ONNX Runtime CPU session; `threads` intra-op threads (ORT's default: one per core)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # ORT's notes on unused initialisers are noise here
+    if threads:
+        options.intra_op_num_threads = threads
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
