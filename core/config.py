@@ -17,6 +17,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
+RESIZES = ("auto", "crop", "squish", "pad")  # core.data.transforms; auto: from aspect ratios
 SWITCH = ("auto", "on", "off")  # a switch the data can decide (auto); `--no-NAME` means off
 AUTO_BATCH = 0  # batch_size meaning "find the largest that fits the device"
 AUTO_LR = 0.0  # lr meaning "run the LR range test first and train at its suggestion"
@@ -94,6 +95,11 @@ class TrainConfig:
     image_size: int | None = setting(
         None, label="Image size", low=8, high=1024,
         help="Pixels per side the images are resized to; unset: the dataset's own size.")
+    resize: str = setting(
+        "auto", label="Resize mode", group=AUGMENTATION, choices=RESIZES,
+        help="How images become squares, the same in training, prediction and export: crop "
+             "(shorter side, then the centre), squish (stretch) or pad (letterbox); auto: crop "
+             "for near-square images, squish up to 2:1, pad beyond.")
     flip: str = setting(
         "auto", label="Random horizontal flip", group=AUGMENTATION, choices=SWITCH,
         help="Mirror half of the training images at random (and average each test image with "

@@ -14,7 +14,7 @@ from core.training.batch_size import NO_PROBE_BATCH
 from core.training.schedule import lr_curve, steps_per_epoch
 from pages.ui.charts import lr_find_figure, lr_schedule_figure
 from pages.ui.common import ICONS, PAGES, go_to_run, store, user_errors
-from pages.ui.data_fit import flip_note
+from pages.ui.data_fit import flip_note, resize_note
 from pages.ui.dataset_view import current_dataset
 from pages.ui.train_form import (
     FORM_CONFIG,
@@ -87,6 +87,7 @@ def train_page(names: list[str]) -> None:
     more_settings()
     config = form_config(data, model, spec)
     flip_note(dataset, config.flip)
+    resize_note(dataset, config.resize)
     st.session_state[FORM_CONFIG] = config  # what the Suggest button tests on its next click
     left, right = st.columns(2)
     with left:

@@ -73,7 +73,8 @@ def predict_items(loaded: LoadedModel, dataset: Dataset, indices: np.ndarray, ba
                   tta_flip: bool = False) -> np.ndarray:
     """Softmax probabilities for dataset items, from the run's own cache at its image size,
     averaging the logits with the mirror image's when the run was evaluated that way."""
-    images = load_cache(dataset, loaded.card["image_size"])
+    images = load_cache(dataset, loaded.card["image_size"],
+                        mode=loaded.card.get("resize") or "crop")
     mean, std = torch.tensor(loaded.card["mean"]), torch.tensor(loaded.card["std"])
     probs = np.zeros((len(indices), len(loaded.classes)), dtype=np.float32)
     with torch.inference_mode():

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from core.data.dataset import Dataset
-from core.data.transforms import fit_image
+from core.data.transforms import fit_image, resolve_resize
 from core.durable import fsync_file, replace_durably
 from core.workspace import process_alive
 
@@ -25,8 +25,20 @@ PARALLEL_THRESHOLD = 2000  # below this, starting worker processes costs more th
 CHUNK = 512
 
 
-def cache_path(dataset: Dataset, size: int) -> Path:
-    return dataset.folder / "cache" / f"{size}px-{dataset.channels}ch.npy"
+def cache_path(dataset: Dataset, size: int, mode: str = "crop") -> Path:
+    """The cache file of (dataset, size, resize mode). Modes differ only for non-square
+    images, so a dataset of squares shares one file between them."""
+    suffix = "" if mode == "crop" or all_square(dataset) else f"-{mode}"
+    return dataset.folder / "cache" / f"{size}px-{dataset.channels}ch{suffix}.npy"
+
+
+def all_square(dataset: Dataset) -> bool:
+    return all(item.width == item.height for item in dataset.items)
+
+
+def dataset_resize(dataset: Dataset, setting: str = "auto") -> tuple[str, str]:
+    """The resize mode (core.data.transforms) of a run on `dataset` with `setting`, and why."""
+    return resolve_resize(setting, ((item.width, item.height) for item in dataset.items))
 
 
 def default_image_size(dataset: Dataset) -> int:
@@ -57,17 +69,19 @@ def write_cache(dataset: Dataset, size: int, array: np.ndarray) -> Path:
 
 
 def load_cache(dataset: Dataset, size: int,
-               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """The memory-mapped cache for (dataset, size), building it first if it is missing."""
-    path = cache_path(dataset, size)
+               progress: Callable[[int, int], None] | None = None,
+               mode: str = "crop") -> np.ndarray:
+    """The memory-mapped cache for (dataset, size, resize mode), building it first if it is
+    missing."""
+    path = cache_path(dataset, size, mode)
     if not path.exists():
-        build_cache(dataset, size, progress)
+        build_cache(dataset, size, progress, mode)
     return np.load(path, mmap_mode="r")
 
 
 def build_cache(dataset: Dataset, size: int,
-                progress: Callable[[int, int], None] | None = None) -> Path:
-    path = cache_path(dataset, size)
+                progress: Callable[[int, int], None] | None = None, mode: str = "crop") -> Path:
+    path = cache_path(dataset, size, mode)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
     remove_abandoned_builds(path)
@@ -78,7 +92,7 @@ def build_cache(dataset: Dataset, size: int,
         reserve_disk(tmp)
         chunks = [(start, files[start:start + CHUNK]) for start in range(0, len(files), CHUNK)]
         done = 0
-        for start, block in decode_chunks(chunks, size, dataset.channels):
+        for start, block in decode_chunks(chunks, size, dataset.channels, mode):
             out[start:start + len(block)] = block
             done += len(block)
             if progress:
@@ -118,24 +132,25 @@ def reserve_disk(path: Path) -> None:
         os.close(fd)
 
 
-def decode_chunks(chunks: list[tuple[int, list[str]]], size: int, channels: int):
+def decode_chunks(chunks: list[tuple[int, list[str]]], size: int, channels: int,
+                  mode: str = "crop"):
     total = sum(len(files) for _, files in chunks)
     if total < PARALLEL_THRESHOLD or (os.cpu_count() or 1) == 1:
         for start, files in chunks:
-            yield start, decode_files(files, size, channels)
+            yield start, decode_files(files, size, channels, mode)
         return
     # spawn, not fork: the parent may hold torch threads that a forked child must not inherit
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=os.cpu_count(), mp_context=context) as pool:
-        futures = [(start, pool.submit(decode_files, files, size, channels))
+        futures = [(start, pool.submit(decode_files, files, size, channels, mode))
                    for start, files in chunks]
         for start, future in futures:
             yield start, future.result()
 
 
-def decode_files(files: list[str], size: int, channels: int) -> np.ndarray:
+def decode_files(files: list[str], size: int, channels: int, mode: str = "crop") -> np.ndarray:
     out = np.empty((len(files), size, size, channels), dtype=np.uint8)
     for index, file in enumerate(files):
         with Image.open(file) as image:
-            out[index] = fit_image(image, size, channels)
+            out[index] = fit_image(image, size, channels, mode)
     return out

@@ -48,7 +48,8 @@ class LoadedModel:
 
     def to_batch(self, images: list[Image.Image]) -> torch.Tensor:
         size, channels = self.card["image_size"], self.card["in_chans"]
-        array = np.stack([fit_image(image, size, channels) for image in images])
+        mode = self.card.get("resize") or "crop"  # the run's resize mode (older runs: crop)
+        array = np.stack([fit_image(image, size, channels, mode) for image in images])
         mean = torch.tensor(self.card["mean"], device=self.device)
         std = torch.tensor(self.card["std"], device=self.device)
         return to_model_input(torch.from_numpy(array).to(self.device), mean, std)

@@ -141,7 +141,7 @@ def package_card(loaded: LoadedModel, run: dict, precision: str, parity: dict, d
 
     card = loaded.card
     size, channels, classes = card["image_size"], card["in_chans"], card["classes"]
-    resize_mode = card.get("resize_mode") or (run.get("config") or {}).get("resize") or "crop"
+    resize_mode = card.get("resize") or "crop"  # the run's resolved mode (model.json, datafit)
     if report:
         report = report | {"changed": report["changed"][:CHANGED_KEPT],
                            "changed_count": len(report["changed"])}

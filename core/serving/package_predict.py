@@ -78,7 +78,9 @@ def on_white(rgba: Image.Image) -> Image.Image:
 
 
 def fit(image: Image.Image, size: int, channels: int, mode: str = "crop") -> np.ndarray:
-    """uint8 H×W×C at size×size: `crop` (shorter side to size, centre crop) or `squish`."""
+    """uint8 H×W×C at size×size: `crop` (shorter side to size, centre crop), `squish` or `pad`
+    (longer side to size, centred on black): core.data.transforms.fit_image, written again so
+    the package needs nothing of the project (tests/unit/test_resize.py pins them equal)."""
     image = image.convert("L" if channels == 1 else "RGB")
     width, height = image.size
     if (width, height) == (size, size):
@@ -91,6 +93,13 @@ def fit(image: Image.Image, size: int, channels: int, mode: str = "crop") -> np.
         image = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
         left, top = (new_w - size) // 2, (new_h - size) // 2
         image = image.crop((left, top, left + size, top + size))
+    elif mode == "pad":
+        scale = size / max(width, height)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        canvas = Image.new(image.mode, (size, size))
+        canvas.paste(image, ((size - new_w) // 2, (size - new_h) // 2))
+        image = canvas
     else:
         raise ValueError(f"this predict.py does not know resize mode {mode!r}")
     array = np.asarray(image, dtype=np.uint8)

@@ -48,11 +48,11 @@ def split_images(card: dict, split: str, limit: int | None = None,
     labels = np.array([dataset.items[i].label for i in index], dtype=np.int64)
     files = [dataset.items[i].file for i in index]
     try:
-        path = cache_path(dataset, card["image_size"])
+        path = cache_path(dataset, card["image_size"], card.get("resize") or "crop")
         if path.exists():
             return np.asarray(np.load(path, mmap_mode="r")[index]), labels, files
         decoded = decode_files([str(dataset.folder / f) for f in files], card["image_size"],
-                               dataset.channels)
+                               dataset.channels, card.get("resize") or "crop")
         return decoded, labels, files
     except (OSError, ValueError):
         return None

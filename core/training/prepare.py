@@ -14,7 +14,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from core.config import AUTO_BATCH, TrainConfig
-from core.data.cache import default_image_size, load_cache
+from core.data.cache import dataset_resize, default_image_size, load_cache
 from core.data.dataset import Dataset, load_dataset
 from core.data.loader import DeviceSplit, channel_stats
 from core.data.mirror import resolve_flip
@@ -71,6 +71,8 @@ class PreparedRun:
     flip: bool = True  # the run's flip, `auto` decided from the data (core.data.mirror)
     flip_reason: str = ""
     tta_flip: bool = False  # flip test-time augmentation: asked for, and the run flips
+    resize: str = "crop"  # the resize mode (core.data.transforms), `auto` resolved
+    resize_reason: str = ""
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -106,7 +108,8 @@ class PreparedRun:
 
     def data_fit(self) -> dict:
         """The choices made from the data, for the result and the model card."""
-        return {"flip": self.flip, "flip_reason": self.flip_reason, "tta_flip": self.tta_flip}
+        return {"flip": self.flip, "flip_reason": self.flip_reason, "tta_flip": self.tta_flip,
+                "resize": self.resize, "resize_reason": self.resize_reason}
 
 
 def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
@@ -116,7 +119,8 @@ def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
     torch.manual_seed(config.seed)
     dataset = load_dataset(config.data)
     size = config.image_size or default_image_size(dataset)
-    images = load_cache(dataset, size)
+    resize, resize_reason = dataset_resize(dataset, config.resize)
+    images = load_cache(dataset, size, mode=resize)
     labels = np.array([item.label for item in dataset.items], dtype=np.int64)
     splits = {name: np.array(dataset.indices(name), dtype=np.int64)
               for name in ("train", "val", "test")}
@@ -133,7 +137,8 @@ def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
             num_classes=len(dataset.classes), autocast=autocast, train_size=len(train),
             precision=resolved_precision(device, config.precision))
     flip, flip_reason = resolve_flip(config.flip, dataset)
-    data_fit = {"flip": flip, "flip_reason": flip_reason, "tta_flip": config.tta_flip and flip}
+    data_fit = {"flip": flip, "flip_reason": flip_reason, "tta_flip": config.tta_flip and flip,
+                "resize": resize, "resize_reason": resize_reason}
     if is_main():  # under torchrun, rank 0 alone writes the run folder
         write_model_card(run_dir, config, dataset, size, mean, std, data_fit)
     forward = model

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.data.cache import dataset_resize
 from core.data.dataset import Dataset
 from core.data.mirror import FlipDecision, dataset_flip_decision
 from pages.ui.common import plain
@@ -24,6 +25,13 @@ def decision_of(dataset: Dataset) -> FlipDecision:
     return FlipDecision(**flip_decision(dataset.name, dataset.content_hash))
 
 
+def resize_note(dataset: Dataset, setting: str = "auto") -> None:
+    """One line: the resize mode a run on `dataset` gets with `setting`, and why."""
+    mode, reason = dataset_resize(dataset, setting)
+    prefix = "Resize (auto): " if setting == "auto" else ""
+    st.caption(f"{prefix}{plain(reason)}.")
+
+
 def flip_note(dataset: Dataset, setting: str = "auto") -> None:
     """One line: the flip a run on `dataset` gets with `setting`, and why."""
     decision = decision_of(dataset)
@@ -38,4 +46,6 @@ def data_fit_panel(dataset: Dataset) -> FlipDecision:
     st.markdown("**What training chooses from this data**")
     decision = decision_of(dataset)
     st.caption(f"{plain(decision.reason)}. {OVERRIDE}")
+    st.caption(f"{plain(dataset_resize(dataset)[1])}. Override it with Resize mode (crop, "
+               "squish or pad) on the Train page; predictions and exports use the run's mode.")
     return decision
