@@ -6,7 +6,9 @@
 The FLOPs per image are the model's own (torch's FLOP counter, models.model_profile); a
 training step costs about three forward passes (the forward, and the backward through the
 activations and the weights). The rate is measured, not assumed: `probe_rate` trains the
-model for about a second on random images on this device. A time budget caps the estimate;
+model for about a second on random images on this device, at the run's batch size (smaller
+only when one step would be too long: small batches run slower, so the estimate then errs
+long). A time budget caps the estimate;
 early stopping can only make a run shorter. Data loading and checkpoints are not counted, so
 a short run takes a little longer than said.
 """
@@ -25,7 +27,8 @@ from core.training.device import pick_device
 BACKWARD_FACTOR = 3.0  # a training step ≈ 3 forward passes (forward, backward twice)
 LONG_CPU_SECONDS = 600.0  # warn before a CPU run longer than this
 PROBE_SECONDS = 1.0  # how long the probe trains
-PROBE_STEP_FLOPS = 2e10  # the probe's batch is chosen so one step costs about this much
+PROBE_STEP_FLOPS = 3e10  # at most this much per probe step: the batch shrinks below it
+AUTO_BATCH_GUESS = 128  # an "auto" batch, for the probe (the CPU's choice; a GPU's is larger)
 
 
 @dataclass(frozen=True)
@@ -69,20 +72,25 @@ def estimate_run(config: TrainConfig, counts: dict[str, int], flops_per_image: f
     return Estimate(seconds, probe.device)
 
 
-def probe_batch(flops_per_image: float) -> int:
-    """A batch whose step costs about PROBE_STEP_FLOPS, between 2 and 32 images."""
-    return int(min(32, max(2, PROBE_STEP_FLOPS // max(1.0, BACKWARD_FACTOR * flops_per_image))))
+def probe_batch(flops_per_image: float, run_batch: int = 0) -> int:
+    """The run's batch (throughput grows with it), or fewer images, at least 2, when a step
+    would cost more than PROBE_STEP_FLOPS."""
+    wanted = run_batch or AUTO_BATCH_GUESS
+    affordable = PROBE_STEP_FLOPS // max(1.0, BACKWARD_FACTOR * flops_per_image)
+    return int(max(2, min(wanted, affordable)))
 
 
 def probe_rate(model: torch.nn.Module, *, in_chans: int, image_size: int, num_classes: int,
-               flops_per_image: float, device: str = "auto", seconds: float = PROBE_SECONDS,
+               flops_per_image: float, device: str = "auto", batch_size: int = 0,
+               seconds: float = PROBE_SECONDS,
                clock: Callable[[], float] = time.perf_counter) -> Probe:
     """Train `model` on random images for about `seconds` (after one warm-up step) and return
     the FLOP rate it reached. The model's weights change: give it a fresh copy."""
     target = pick_device(device)
-    model = model.to(target).train()
-    batch = probe_batch(flops_per_image)
+    model = model.to(target, memory_format=torch.channels_last).train()  # as training does
+    batch = probe_batch(flops_per_image, batch_size)
     images = torch.randn(batch, in_chans, image_size, image_size, device=target)
+    images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, num_classes, (batch,), device=target)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
 
@@ -94,7 +102,7 @@ def probe_rate(model: torch.nn.Module, *, in_chans: int, image_size: int, num_cl
     step()  # warm-up: allocation, kernel choice
     synchronize(target)
     started, steps = clock(), 0
-    while steps < 2 or clock() - started < seconds:
+    while steps < 1 or clock() - started < seconds:
         step()
         steps += 1
     synchronize(target)

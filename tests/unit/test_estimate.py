@@ -64,10 +64,11 @@ def test_durations_read_at_a_glance(seconds: float, text: str) -> None:
     assert duration_text(seconds) == text
 
 
-def test_the_probe_batch_keeps_a_step_small() -> None:
-    assert probe_batch(1e3) == 32
-    assert probe_batch(4e9) == 2
-    assert 2 <= probe_batch(2e8) <= 32
+def test_the_probe_trains_at_the_run_batch_unless_a_step_would_be_long() -> None:
+    assert probe_batch(1e3, 64) == 64
+    assert probe_batch(1e3, 0) == 128, "auto: the CPU's batch"
+    assert probe_batch(4e10, 64) == 2
+    assert 2 <= probe_batch(1e9, 512) < 512
 
 
 def test_the_probe_measures_steps_of_its_batch_over_the_clock() -> None:
@@ -76,8 +77,8 @@ def test_the_probe_measures_steps_of_its_batch_over_the_clock() -> None:
     ticks = itertools.count(0.0, 0.25)  # a fake clock: each reading is 0.25 s later
     probe = probe_rate(model, in_chans=3, image_size=16, num_classes=3, flops_per_image=flops,
                        device="cpu", seconds=1.0, clock=lambda: next(ticks))
-    # start reads 0; two steps always, then one reading per test (0.25, 0.5, 0.75: a step
+    # start reads 0; one step always, then one reading per test (0.25, 0.5, 0.75: a step
     # each; 1.0 stops), and the final reading is 1.25
-    steps, elapsed = 5, 1.25
+    steps, elapsed = 4, 1.25
     assert probe == Probe("cpu", steps * probe_batch(flops) * BACKWARD_FACTOR * flops / elapsed)
     assert isinstance(estimate_run(TrainConfig(data="x"), COUNTS, flops, probe), Estimate)
