@@ -56,7 +56,8 @@ def decode_uploads(files: list) -> list[Upload]:
 def heat_map(run_id: str, stamp: int, data: bytes) -> np.ndarray:
     """Grad-CAM of the predicted class, kept per (model, image): the opacity slider only
     re-blends. ValueError when the model has no spatial feature map."""
-    return grad_cam(model_for(run_id), open_image(data))
+    model = model_for(run_id)
+    return grad_cam(model, model.open(data))
 
 
 def where_it_looked(side: Side, upload: Upload, opacity: float) -> Image.Image | None:
@@ -128,7 +129,7 @@ def images_tab(runs: list[dict], first: Side) -> None:
 def one_model(side: Side, upload: Upload, settings: dict, index: int) -> None:
     left, right = st.columns([1, 3], vertical_alignment="center")
     left.image(upload.preview, caption=plain(upload.name), width=200)
-    top, ms = timed_top_k(side.model, upload.image, settings["k"])
+    top, ms = timed_top_k(side.model, side.model.open(upload.data), settings["k"])
     if settings["explain"]:
         with left:
             heat = where_it_looked(side, upload, settings["opacity"])
@@ -145,7 +146,7 @@ def side_by_side(sides: list[Side], upload: Upload, settings: dict, index: int) 
     for number, (col, side) in enumerate(zip(cols[1:], sides, strict=True)):
         with col:
             st.markdown(f"**{plain(side.run['name'])}** · {plain(side.run['model'])}")
-            top, ms = timed_top_k(side.model, upload.image, settings["k"])
+            top, ms = timed_top_k(side.model, side.model.open(upload.data), settings["k"])
             labels.append(top[0]["label"])
             prediction(top, ms, key=f"topk_{index}_{number}")
             if settings["explain"]:
