@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from core.analysis.gpu_report import add_arguments as gpu_report_arguments
 from core.cli.common import Result, command
 from core.cli.train import add_setting_flags, config_from_args
 
@@ -11,6 +12,8 @@ from core.cli.train import add_setting_flags, config_from_args
 def bench(args: argparse.Namespace) -> Result:
     if args.kind == "photos":
         return bench_photos(args)
+    if args.kind == "gpu":
+        return gpu(args)
     from core.analysis import bench as benchmarks  # torch
     from core.analysis.latency import single_image_latency
     from core.training.device import pick_device
@@ -50,6 +53,15 @@ def bench(args: argparse.Namespace) -> Result:
         title = "Time to accuracy"
     table = benchmarks.markdown_table(rows, title, device)
     return {"kind": args.kind, "rows": rows, "markdown": table}, table, 0
+
+
+def gpu(args: argparse.Namespace) -> Result:
+    """Every CUDA path, then the GPU targets (core.analysis.gpu_report)."""
+    from core.analysis import gpu_report  # torch
+
+    report = gpu_report.check(args.device or "auto", smoke=args.smoke, quick=args.quick,
+                              fm_dir=args.fm_dir)
+    return report, gpu_report.markdown(report), gpu_report.exit_code(report)
 
 
 def bench_photos(args: argparse.Namespace) -> Result:
@@ -101,7 +113,7 @@ def ood_rows(args: argparse.Namespace) -> list[dict]:
 def register(commands) -> None:
     sub = command(commands, "bench", bench, "benchmarks (see bench/RESULTS.md)")
     sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency", "ood",
-                                      "formats", "serve", "photos"))
+                                      "formats", "serve", "photos", "gpu"))
     sub.add_argument("--run", help="latency, formats, serve: the run whose model to time; ood: "
                                    "the run to show --ood-data's images")
     sub.add_argument("--ood-data", help="ood: a dataset of images of none of the run's classes")
@@ -114,3 +126,4 @@ def register(commands) -> None:
     sub.add_argument("--targets", default="0.93,0.94", help="accuracy: test-accuracy targets")
     sub.add_argument("--images", type=int, default=2000, help="photos: JPEGs to generate")
     sub.add_argument("--size", default="500x375", help="photos: WIDTHxHEIGHT of each JPEG")
+    gpu_report_arguments(sub)
