@@ -24,13 +24,19 @@ def bench(args: argparse.Namespace) -> Result:
             raise ValueError("bench latency needs --run RUN.")
         rows = [single_image_latency(args.run, repeats=args.steps)]
         title = "Single-image latency, model loaded once (ms)"
+    elif args.kind == "defaults":
+        from core.analysis.bench_defaults import defaults_vs_seed
+
+        seeds = [int(s) for s in (args.seeds or "0,1,2").split(",")]
+        rows = defaults_vs_seed(seeds, args.epochs or 8, args.model or "tiny-cnn")
+        title = "Our defaults vs the seed recipe (Adam 1e-3, no augmentation): test accuracy"
     elif args.kind == "ingest":
         rows = benchmarks.ingest(args.data, args.image_size or 32)
         title = "Ingest: decoding into the cache"
     else:
         if not (args.model or args.recipe):
             raise ValueError("bench accuracy needs --model (or --recipe).")
-        seeds = [int(s) for s in args.seeds.split(",")]
+        seeds = [int(s) for s in (args.seeds or "0").split(",")]
         targets = [float(t) for t in args.targets.split(",")]
         rows = benchmarks.time_to_accuracy(config_from_args(args), targets, seeds)
         title = "Time to accuracy"
@@ -40,10 +46,11 @@ def bench(args: argparse.Namespace) -> Result:
 
 def register(commands) -> None:
     sub = command(commands, "bench", bench, "benchmarks (see bench/RESULTS.md)")
-    sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency"))
+    sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency", "defaults"))
     sub.add_argument("--run", help="latency: the run whose model to time")
     add_setting_flags(sub)
     sub.add_argument("--steps", type=int, default=50, help="timed steps per side")
     sub.add_argument("--warmup", type=int, default=5, help="untimed steps per side")
-    sub.add_argument("--seeds", default="0", help="accuracy: comma-separated seeds")
+    sub.add_argument("--seeds", help="accuracy, defaults: comma-separated seeds (accuracy: 0; "
+                                      "defaults: 0,1,2)")
     sub.add_argument("--targets", default="0.93,0.94", help="accuracy: test-accuracy targets")

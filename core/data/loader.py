@@ -38,6 +38,7 @@ class DeviceSplit:
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, device: torch.device) -> None:
         self.device = device
+        self.sample_weights: torch.Tensor | None = None  # set: shuffling draws by them instead
         host = torch.from_numpy(np.ascontiguousarray(images))
         self.labels = torch.as_tensor(labels, dtype=torch.long, device=device)
         if device.type == "cuda" and not fits_on_device(host.nbytes, device):
@@ -58,7 +59,10 @@ class DeviceSplit:
         generator, so the shares are disjoint)."""
         rank, ranks = shard
         n = len(self)
-        if shuffle:
+        if shuffle and self.sample_weights is not None:  # a balanced sampler, with replacement
+            order = torch.multinomial(self.sample_weights.to(self.images.device), n,
+                                      replacement=True, generator=generator)
+        elif shuffle:
             order = torch.randperm(n, device=self.images.device, generator=generator)
         else:
             order = torch.arange(n, device=self.images.device)
