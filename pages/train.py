@@ -16,6 +16,7 @@ from pages.ui.charts import lr_find_figure, lr_schedule_figure
 from pages.ui.common import ICONS, PAGES, go_to_run, store, user_errors
 from pages.ui.data_fit import flip_note, imbalance_note, resize_note
 from pages.ui.dataset_view import current_dataset
+from pages.ui.estimate import run_estimate
 from pages.ui.train_form import (
     FORM_CONFIG,
     KEEP,
@@ -97,6 +98,8 @@ def train_page(names: list[str]) -> None:
     with right:
         lr_range_test(config)
     ready = spec is not None or model != "custom-cnn"
+    if ready:
+        run_estimate(config, dataset)
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
                  disabled=not ready, key="train_start"):
         start(config)

@@ -10,10 +10,10 @@ from core.cli.common import Result, command, fmt
 
 
 def predict(args: argparse.Namespace) -> Result:
-    from core.serving.infer import load_model, open_image  # torch
+    from core.serving.infer import load_model  # torch
 
     loaded = load_model(args.run)
-    images = [open_image(path) for path in args.images]
+    images = [loaded.open(path) for path in args.images]
     rows = loaded.predict(images, args.top_k)
     predictions = [{"image": str(path)} | row for path, row in zip(args.images, rows, strict=True)]
     text = "\n".join(f"{p['image']}: " + ("none of the classes I know (closest: "

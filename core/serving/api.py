@@ -83,7 +83,8 @@ def create_app(loaded: LoadedModel, run: dict, *, token: str | None = None,
         if not 1 <= top_k <= len(loaded.classes):
             raise ApiError(400, f"top_k must be between 1 and {len(loaded.classes)}.")
         uploads = await read_uploads(request, max_body_bytes, max_files)
-        images = [decode_upload(name, data, max_pixels) for name, data in uploads]
+        images = [decode_upload(name, data, max_pixels, loaded.card["image_size"])
+                  for name, data in uploads]
 
         def classify() -> list[dict]:
             with lock:
@@ -162,10 +163,11 @@ async def capped_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def decode_upload(name: str, data: bytes, max_pixels: int):
-    """A Pillow image, or 413 for a pixel bomb and 400 for anything else unreadable."""
+def decode_upload(name: str, data: bytes, max_pixels: int, draft_to: int | None = None):
+    """A Pillow image (a JPEG at reduced size for the model's input, as the training cache
+    decodes it), or 413 for a pixel bomb and 400 for anything else unreadable."""
     try:
-        return decode_image(data, max_pixels)
+        return decode_image(data, max_pixels, draft_to)
     except ImageRejected as error:
         bomb = "too many pixels" in error.reason or "over the limit" in error.reason
         status = 413 if bomb else 400

@@ -78,7 +78,7 @@ def classify_plan(loaded: LoadedModel, plan: list[tuple[Entry, str | None]], top
     if progress:
         progress(0, len(plan))
     done = 0
-    for batch in decoded_batches(plan, limits, skipped):
+    for batch in decoded_batches(plan, limits, skipped, loaded.card["image_size"]):
         images = [image for _, _, image in batch]
         for (entry, label, _), answer in zip(batch, loaded.predict(images, top_k), strict=True):
             top = answer["top"]
@@ -92,12 +92,14 @@ def classify_plan(loaded: LoadedModel, plan: list[tuple[Entry, str | None]], top
 
 
 def decoded_batches(plan: list[tuple[Entry, str | None]], limits: IngestLimits,
-                    skipped: list[dict],
+                    skipped: list[dict], draft_to: int | None = None,
                     ) -> Iterator[list[tuple[Entry, str | None, Image.Image]]]:
+    """Batches of decoded images; with `draft_to` (the model's input size) decoded as the
+    training cache decodes them."""
     batch = []
     for entry, label in plan:
         try:
-            image = decode_image(read_entry(entry), limits.max_pixels)
+            image = decode_image(read_entry(entry), limits.max_pixels, draft_to)
         except ImageRejected as error:
             skipped.append({"file": entry.name, "reason": error.reason})
             continue

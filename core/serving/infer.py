@@ -41,6 +41,11 @@ class LoadedModel:
     def classes(self) -> list[str]:
         return self.card["classes"]
 
+    def open(self, source: str | Path | bytes) -> Image.Image:
+        """`source` decoded as the training cache decodes it (a JPEG at reduced size: see
+        core.data.images.decode_image); give these images to top_k for the cache's pixels."""
+        return open_image(source, draft_to=self.card["image_size"])
+
     @property
     def temperature(self) -> float:
         """The calibration temperature (1.0 for runs from before calibration)."""
@@ -134,13 +139,14 @@ def load_detector(folder: Path, card: dict) -> Detector | None:
                     bank)
 
 
-def open_image(source: str | Path | bytes) -> Image.Image:
-    """Decode an image file or bytes with the importer's checks; ValueError says what is wrong."""
+def open_image(source: str | Path | bytes, draft_to: int | None = None) -> Image.Image:
+    """Decode an image file or bytes with the importer's checks (a JPEG at reduced size with
+    `draft_to`, as the cache does); ValueError says what is wrong."""
     if not isinstance(source, bytes) and not Path(source).is_file():
         raise ValueError(f"There is no image file at {source}.")
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     try:
-        return decode_image(data, MAX_PIXELS)
+        return decode_image(data, MAX_PIXELS, draft_to)
     except ImageRejected as error:
         name = "the upload" if isinstance(source, bytes) else str(source)
         raise ValueError(f"Cannot classify {name}: {error}") from None

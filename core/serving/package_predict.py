@@ -1,7 +1,8 @@
 """Classify images with this package's model.onnx: `python predict.py IMAGE... [--json]`.
 
 Needs only onnxruntime, numpy and pillow (pip install onnxruntime numpy pillow). It prepares
-each image as CNN Studio did when the model was trained: upright (EXIF), transparency on
+each image as CNN Studio did when the model was trained: a JPEG decoded at reduced size
+(DCT scaling) where the input is small, upright (EXIF), transparency on
 white, grayscale or RGB, the shorter side resized to the input size (bilinear) and
 centre-cropped, scaled to 0..1, normalised by model.json's mean and std. The probabilities
 are softmax(logits / temperature); an image whose score under model.json's unknown rule
@@ -32,8 +33,10 @@ ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP", "TIFF", "PPM")
 HIGH_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I", "F"}
 
 
-def decode(data: bytes) -> Image.Image:
-    """Bytes → an upright Pillow image in mode L or RGB; ValueError says what is wrong."""
+def decode(data: bytes, draft_to: int | None = None) -> Image.Image:
+    """Bytes → an upright Pillow image in mode L or RGB; ValueError says what is wrong. With
+    `draft_to` (the input size) a JPEG is decoded at the smallest DCT scale keeping both sides
+    >= draft_to, as CNN Studio's training cache decoded it."""
     if not data:
         raise ValueError("empty file (0 bytes)")
     with warnings.catch_warnings():
@@ -45,6 +48,8 @@ def decode(data: bytes) -> Image.Image:
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise ValueError(f"image is {width}x{height} pixels, over {MAX_PIXELS:,}")
+        if draft_to:
+            image.draft(None, (draft_to, draft_to))  # JPEG only; other formats ignore it
         image.load()
         with contextlib.suppress(Exception):  # a broken EXIF block keeps the pixels as they are
             image = ImageOps.exif_transpose(image)
@@ -149,7 +154,7 @@ def predict(paths: list[str], top_k: int = 3, folder: Path = HERE) -> dict:
     arrays = []
     for path in paths:
         try:
-            arrays.append(fit(decode(Path(path).read_bytes()), size, channels,
+            arrays.append(fit(decode(Path(path).read_bytes(), size), size, channels,
                               card.get("resize_mode") or "crop"))
         except (OSError, ValueError, Image.DecompressionBombError,
                 Image.DecompressionBombWarning) as error:

@@ -66,11 +66,14 @@ def model_input(images: np.ndarray, card: dict) -> np.ndarray:
     return np.ascontiguousarray((x - mean) / std, dtype=np.float32)
 
 
-def session(path: Path):
+def session(path: Path, threads: int | None = None):
+    """An ONNX Runtime CPU session; `threads` intra-op threads (ORT's default: one per core)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # ORT's notes on unused initialisers are noise here
+    if threads:
+        options.intra_op_num_threads = threads
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -17,7 +17,7 @@ from core.config import AUTO_BATCH, TrainConfig
 from core.data.balance import class_weights, imbalance, sample_weights
 from core.data.cache import dataset_resize, default_image_size, load_cache
 from core.data.dataset import Dataset, load_dataset
-from core.data.loader import DeviceSplit, channel_stats
+from core.data.loader import DeviceSplit, channel_stats, in_memory, split_images, stats_sample
 from core.data.mirror import resolve_flip
 from core.training.batch_size import auto_batch_size
 from core.training.device import (
@@ -132,9 +132,10 @@ def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
     mean, std = normalisation(config, dataset, images, splits["train"])
     model = build_model(config, dataset, size).to(device, memory_format=torch.channels_last)
     profile = model_profile(model, in_chans=dataset.channels, image_size=size)
-    train = DeviceSplit(images[splits["train"]], labels[splits["train"]], device)
-    val = DeviceSplit(images[splits["val"]], labels[splits["val"]], device)
-    test = DeviceSplit(images[splits["test"]], labels[splits["test"]], device)
+    stream = not in_memory(images, len(images))  # larger than memory: read per batch
+    train, val, test = (DeviceSplit(split_images(images, splits[name], stream),
+                                    labels[splits[name]], device)
+                        for name in ("train", "val", "test"))
     train_labels, classes = labels[splits["train"]], len(dataset.classes)
     if config.balance == "sampler":
         train.sample_weights = torch.from_numpy(sample_weights(train_labels, classes))
@@ -181,7 +182,7 @@ def normalisation(config: TrainConfig, dataset: Dataset, images: np.ndarray,
         if dataset.channels == 1:
             return [sum(mean) / 3], [sum(std) / 3]
         return mean, std
-    return channel_stats(images[np.sort(train_index)])
+    return channel_stats(images[stats_sample(np.sort(train_index), images)])
 
 
 def build_model(config: TrainConfig, dataset: Dataset, size: int) -> torch.nn.Module:

@@ -12,7 +12,7 @@ import streamlit as st
 from core.runs.record import run_folder
 from core.serving.export import FORMATS, export_run
 from pages.ui.common import count, plain, store, user_errors
-from pages.ui.export_package import package_section
+from pages.ui.export_package import formats_section, package_section
 
 FORMAT_LABELS = {"onnx": "ONNX (dynamic batch)", "torchscript": "TorchScript",
                  "safetensors": "safetensors (for Import)",
@@ -59,6 +59,8 @@ def export_tab(run: dict) -> None:
                 + parity_sentence(result["parity"]), icon=":material/verified:")
     with st.container(border=True):
         package_section(run, exports_folder(run["run_id"]))
+    with st.container(border=True):
+        formats_section(run)
     exports = recorded_exports(run["run_id"])
     if not exports:
         st.info("No export of this run yet.")

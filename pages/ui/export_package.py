@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import functools
 import json
+import time
 from pathlib import Path
 
 import streamlit as st
 
+from core.analysis.formats import WITHIN_POINTS, bench_formats
 from core.data.dataset import DatasetError, load_dataset
 from core.serving.package import build_package
 from core.serving.quantize import MAX_LOSS_POINTS
@@ -97,6 +99,33 @@ def dataset_folder(name: str | None) -> Path | None:
         return load_dataset(name or "").folder
     except (DatasetError, ValueError):
         return None
+
+
+def formats_section(run: dict) -> None:
+    """`bench formats` from the page, and the run's last table."""
+    st.markdown(f"**Formats compared**: accuracy on the test split, latency of one image, "
+                f"images/s at batch 32 and file size for every format; ★ marks the fastest "
+                f"within {WITHIN_POINTS:g} points of PyTorch FP32. The command line: "
+                f"`python -m core bench formats --run {run['run_id']}`.")
+    if st.button("Benchmark formats", key="formats_go", icon=":material/speed:"):
+        with user_errors("benchmark the formats"), st.spinner("Exporting and timing…"):
+            bench_formats(run["run_id"], repeats=50)
+    fresh = store().get_run(run["run_id"]) or {}
+    result = (fresh.get("summary") or {}).get("format_bench")
+    if result:
+        st.dataframe(format_rows(result), hide_index=True, width="stretch")
+        st.caption(f"{result['images']} {result['split']} images; CPU, {result['threads']} "
+                   f"threads of {result['cpus']} cores; measured "
+                   + time.strftime("%Y-%m-%d %H:%M", time.localtime(result["at"])) + ".")
+
+
+def format_rows(result: dict) -> list[dict]:
+    return [{"format": ("★ " if row["best"] else "") + row["format"],
+             "test accuracy": f"{row['accuracy']:.2%}",
+             "p50 (batch 1)": f"{row['p50_ms']:.2f} ms", "p90 (batch 1)": f"{row['p90_ms']:.2f} ms",
+             "images/s (batch 32)": f"{row['images_per_s']:,.0f}",
+             "file": f"{row['size_mb']:.2f} MB", "device": row["device"]}
+            for row in result["rows"]]
 
 
 def elsewhere_panel(run: dict) -> None:

@@ -66,3 +66,19 @@ def test_a_refused_int8_says_so_and_shows_the_changed_images(trained_run, monkey
     card = json.loads((run_folder(trained_run) / "exports" / "first.card.json").read_text())
     assert card["precision"] == "fp32" and card["quantization"]["changed_count"] > 0
     assert len(at.get("image")) == min(24, card["quantization"]["changed_count"])
+
+
+def test_the_formats_table_marks_the_fastest_near_fp32(trained_run) -> None:
+    rows = [{"format": name, "accuracy": acc, "p50_ms": p50, "p90_ms": p50 * 2,
+             "images_per_s": 1000 / p50, "size_mb": 2.0, "device": "cpu", "best": best}
+            for name, acc, p50, best in (("PyTorch eager", 0.9, 1.0, False),
+                                         ("ONNX INT8", 0.9, 0.2, True))]
+    store = Store()
+    summary = store.get_run(trained_run)["summary"]
+    store.update_run(trained_run, summary=summary | {"format_bench": {
+        "rows": rows, "images": 30, "split": "test", "threads": 2, "cpus": 2, "at": 0}})
+    at = open_classify()
+    frame = next(f.value for f in at.dataframe if "images/s (batch 32)" in f.value.columns)
+    assert list(frame["format"]) == ["PyTorch eager", "★ ONNX INT8"]
+    assert list(frame["test accuracy"]) == ["90.00%", "90.00%"]
+    assert "30 test images; CPU, 2 threads of 2 cores" in texts(at.caption)

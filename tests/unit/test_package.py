@@ -239,3 +239,9 @@ def test_predict_script_decodes_as_the_importer_does() -> None:
             ours = fit_image(decode_image(data, 10**7), 16, channels)
             theirs = package_predict.fit(package_predict.decode(data), 16, channels)
             np.testing.assert_array_equal(ours, theirs)
+    photo = io.BytesIO()  # a JPEG decodes at reduced size for a small input, in both
+    Image.effect_noise((120, 90), 40).convert("RGB").save(photo, "JPEG")
+    for channels in (1, 3):
+        ours = fit_image(decode_image(photo.getvalue(), 10**7, draft_to=16), 16, channels)
+        theirs = package_predict.fit(package_predict.decode(photo.getvalue(), 16), 16, channels)
+        np.testing.assert_array_equal(ours, theirs)
