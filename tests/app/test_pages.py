@@ -45,16 +45,6 @@ def texts(elements) -> str:
     return "\n".join(str(element.value) for element in elements)
 
 
-@pytest.fixture
-def trained_run(shapes_dataset) -> str:
-    """A completed one-epoch tiny-cnn run on `shapes`, trained in this process (~3 s)."""
-    store = Store()
-    run_id = new_run(TrainConfig(data="shapes", model="tiny-cnn", epochs=1), store,
-                     status="running")
-    execute_run(run_id, store)
-    return run_id
-
-
 # Every page ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("page", PAGES)

@@ -18,11 +18,9 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from core.config import TrainConfig
 from core.data.demo import shapes_arrays
 from core.runs import queue
-from core.runs.execute import execute_run
-from core.runs.record import new_run, run_folder
+from core.runs.record import run_folder
 from core.serving.export import export_run
 from core.store import Store
 
@@ -53,15 +51,6 @@ def shape_pngs(per_class: int, seed: int = 7) -> dict[str, bytes]:
     images, labels = shapes_arrays(per_class=per_class, seed=seed)["all"]
     return {f"{CLASSES[label]}/{index}.png": png(image)
             for index, (image, label) in enumerate(zip(images, labels, strict=True))}
-
-
-@pytest.fixture
-def trained_run(shapes_dataset) -> str:
-    store = Store()
-    run_id = new_run(TrainConfig(data="shapes", model="tiny-cnn", epochs=1, name="first"), store,
-                     status="running")
-    execute_run(run_id, store)
-    return run_id
 
 
 def copy_run(source: str, name: str, test_acc: float) -> str:
