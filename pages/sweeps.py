@@ -33,6 +33,8 @@ from pages.ui.common import (
     user_errors,
 )
 from pages.ui.compare_charts import png_config, sweep_figure
+from pages.ui.dataset_view import current_dataset
+from pages.ui.estimate import sweep_estimate
 from pages.ui.settings_form import group_settings, setting_widget, settings_row
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 512]
@@ -82,6 +84,7 @@ def sweep_form(datasets: list[str], taken: set[str]) -> None:
                              seeds=list(range(int(seeds))), budget_minutes=minutes or None)
         grid = " × ".join(plural(count, word) for word, count in grid_shape(configs).items())
         st.caption(f"This queues **{len(configs)} runs** ({grid}); they train one after another.")
+        sweep_estimate(configs, current_dataset(data))
         if st.button("Queue the sweep", type="primary", key="sweep_go",
                      icon=":material/play_arrow:"):
             submit_sweep(group, configs, store())

@@ -5,9 +5,11 @@ Every source goes through one pipeline:
   2. check      caps on count and total size refuse the whole upload; per-entry rules
                 (unsafe path, link, junk, not an image, too big, over-compressed) drop one
   3. lay out    ImageFolder classes from the paths (or the CSV's labels)
-  4. decode     read each entry under its cap, decode in memory (images.py), builder.add
+  4. decode     read each entry under its cap, decode in memory on every core (images.py,
+                parallel.py); store the upload's own bytes when it needs no conversion, else
+                a cleaned PNG
   5. finish     whole-set rules, then DatasetBuilder splits and writes the manifest
-Nothing is extracted to disk: the only files written are the builder's cleaned PNGs.
+Nothing is extracted to disk: the only files written are the builder's checked images.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -36,7 +39,8 @@ from core.data.archive import (
 )
 from core.data.build import DatasetBuilder, size_text
 from core.data.dataset import Dataset, DatasetError
-from core.data.images import IMAGE_EXTENSIONS, ImageRejected, decode_image
+from core.data.images import IMAGE_EXTENSIONS, ImageRejected
+from core.data.parallel import WorkerCrashed, ordered_map, store_ready
 from core.data.split import stratified_split
 from core.workspace import check_name
 
@@ -46,6 +50,7 @@ ARCHIVE_EXTENSIONS = frozenset({".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".
 # A high ratio on a small member cannot fill anything, and flat BMP / TIFF images
 # legitimately deflate 500:1, so the ratio rule only applies above this size.
 RATIO_FLOOR_BYTES = 1 * MiB
+PARALLEL_MIN_FILES = 256  # below this, starting decoding processes costs more than it saves
 READ_ERRORS = (OSError, EOFError, RuntimeError, ValueError, NotImplementedError,
                zipfile.BadZipFile, zlib.error, lzma.LZMAError, struct.error)
 Progress = Callable[[int, int], None]
@@ -58,8 +63,8 @@ class IngestLimits:
     max_ratio: float = 200  # uncompressed / compressed size of one zip member
     max_file_bytes: int = 64 * MiB  # one file, uncompressed
     max_pixels: int = 40_000_000  # one image, width x height, checked from its header
-    # Cleaned PNGs written for one upload: a well-compressed JPEG can decode to a PNG many
-    # times its size, so the input caps alone do not bound what lands in the workspace.
+    # Image files written for one upload: a well-compressed JPEG that needs converting can
+    # become a PNG many times its size, so the input caps alone do not bound what is written.
     max_written_bytes: int = 16 * GiB
     min_images_kept: int = 2  # usable images needed for the import to succeed
 
@@ -232,23 +237,44 @@ def assign_classes(entries: list[Entry]) -> tuple[list[tuple[Entry, str]], list[
 
 def decode_into(builder: DatasetBuilder, plan: list[tuple[Entry, str]], classes: list[str],
                 limits: IngestLimits, progress: Progress | None) -> Counter:
-    """Read, decode and add every planned entry; returns kept images per class."""
+    """Read, decode and add every planned entry; returns kept images per class. Entries are
+    read here, in order, and decoded on every core (parallel.py); an upload that needs no
+    conversion is stored as its own bytes, the others as cleaned PNGs."""
     label_of = {cls: index for index, cls in enumerate(classes)}
     kept: Counter = Counter()
     total, step = len(plan), max(1, len(plan) // 100)
     if progress:
         progress(0, total)
-    for done, (entry, cls) in enumerate(plan, start=1):
-        try:
-            image = decode_image(read_entry(entry), limits.max_pixels)
-        except ImageRejected as exc:
-            builder.drop(entry.name, exc.reason)
-        else:
-            builder.add(image, label_of[cls], entry.name)
-            kept[cls] += 1
-        if progress and (done % step == 0 or done == total):
-            progress(done, total)
+    read = [None] * total  # the bytes of entries in flight, kept until their result is back
+    outcomes = ordered_map(partial(store_ready, max_pixels=limits.max_pixels),
+                           read_in_order(plan, read), parallel=total >= PARALLEL_MIN_FILES)
+    try:
+        for done, ((entry, cls), outcome) in enumerate(zip(plan, outcomes, strict=True), start=1):
+            data, read[done - 1] = read[done - 1], None
+            if isinstance(outcome, str):
+                builder.drop(entry.name, outcome)
+            else:
+                builder.add_file(data if outcome.data is None else outcome.data,
+                                 outcome.extension, outcome.mode, outcome.size, label_of[cls],
+                                 entry.name)
+                kept[cls] += 1
+            if progress and (done % step == 0 or done == total):
+                progress(done, total)
+    except WorkerCrashed as exc:
+        raise DatasetError(f"The import stopped: {exc}. Nothing was imported; try again, or "
+                           "remove the file that crashes it.") from None
     return kept
+
+
+def read_in_order(plan: list[tuple[Entry, str]], read: list) -> Iterator[bytes | str]:
+    """Each planned entry's bytes (also kept in `read[i]`), or the reason it cannot be read."""
+    for index, (entry, _) in enumerate(plan):
+        try:
+            read[index] = read_entry(entry)
+        except ImageRejected as exc:
+            yield exc.reason
+        else:
+            yield read[index]
 
 
 def read_entry(entry: Entry) -> bytes:

@@ -14,9 +14,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from core.config import AUTO_BATCH, TrainConfig
-from core.data.cache import default_image_size, load_cache
+from core.data.cache import dataset_resize, default_image_size, load_cache
 from core.data.dataset import Dataset, load_dataset
-from core.data.loader import DeviceSplit, channel_stats
+from core.data.loader import DeviceSplit, channel_stats, in_memory, split_images, stats_sample
+from core.data.mirror import resolve_flip
 from core.training.batch_size import auto_batch_size
 from core.training.device import (
     CompiledForward,
@@ -67,6 +68,11 @@ class PreparedRun:
     batch_size: int  # the batch the run trains with (auto resolved)
     ema: WeightEMA | None = None  # the weights' moving average, when the config asks for one
     ranks: SingleProcess = SINGLE_PROCESS  # the loop's collectives (attach, below)
+    flip: bool = True  # the run's flip, `auto` decided from the data (core.data.mirror)
+    flip_reason: str = ""
+    tta_flip: bool = False  # flip test-time augmentation: asked for, and the run flips
+    resize: str = "crop"  # the resize mode (core.data.transforms), `auto` resolved
+    resize_reason: str = ""
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -97,7 +103,13 @@ class PreparedRun:
         return {"device": str(self.device), "model": self.model.__class__.__name__,
                 "params": self.params, "image_size": self.image_size,
                 "batch_size": self.batch_size, "compile_mode": compile_mode(self.forward),
-                "train": len(self.train), "val": len(self.val), "test": len(self.test)}
+                "steps_per_epoch": self.steps_per_epoch, "train": len(self.train),
+                "val": len(self.val), "test": len(self.test), **self.data_fit()}
+
+    def data_fit(self) -> dict:
+        """The choices made from the data, for the result and the model card."""
+        return {"flip": self.flip, "flip_reason": self.flip_reason, "tta_flip": self.tta_flip,
+                "resize": self.resize, "resize_reason": self.resize_reason}
 
 
 def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
@@ -107,28 +119,33 @@ def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
     torch.manual_seed(config.seed)
     dataset = load_dataset(config.data)
     size = config.image_size or default_image_size(dataset)
-    images = load_cache(dataset, size)
+    resize, resize_reason = dataset_resize(dataset, config.resize)
+    images = load_cache(dataset, size, mode=resize)
     labels = np.array([item.label for item in dataset.items], dtype=np.int64)
     splits = {name: np.array(dataset.indices(name), dtype=np.int64)
               for name in ("train", "val", "test")}
     mean, std = normalisation(config, dataset, images, splits["train"])
     model = build_model(config, dataset, size).to(device, memory_format=torch.channels_last)
     profile = model_profile(model, in_chans=dataset.channels, image_size=size)
-    train = DeviceSplit(images[splits["train"]], labels[splits["train"]], device)
-    val = DeviceSplit(images[splits["val"]], labels[splits["val"]], device)
-    test = DeviceSplit(images[splits["test"]], labels[splits["test"]], device)
+    stream = not in_memory(images, len(images))  # larger than memory: read per batch
+    train, val, test = (DeviceSplit(split_images(images, splits[name], stream),
+                                    labels[splits[name]], device)
+                        for name in ("train", "val", "test"))
     autocast = autocast_for(device, config.precision)
     if config.batch_size == AUTO_BATCH:
         config.batch_size = saved_batch_size(run_dir) or auto_batch_size(
             config, model, device, in_chans=dataset.channels, image_size=size,
             num_classes=len(dataset.classes), autocast=autocast, train_size=len(train),
             precision=resolved_precision(device, config.precision))
+    flip, flip_reason = resolve_flip(config.flip, dataset)
+    data_fit = {"flip": flip, "flip_reason": flip_reason, "tta_flip": config.tta_flip and flip,
+                "resize": resize, "resize_reason": resize_reason}
     if is_main():  # under torchrun, rank 0 alone writes the run folder
-        write_model_card(run_dir, config, dataset, size, mean, std)
+        write_model_card(run_dir, config, dataset, size, mean, std, data_fit)
     forward = model
     if config.compile:
         forward = CompiledForward(model, compile_modes(device, size))
-    return PreparedRun(
+    return PreparedRun(**data_fit,
         device=device, dataset=dataset, image_size=size, train=train, val=val, test=test,
         mean=torch.tensor(mean, device=device), std=torch.tensor(std, device=device),
         model=model, optimizer=make_optimizer(config, model), autocast=autocast,
@@ -154,7 +171,7 @@ def normalisation(config: TrainConfig, dataset: Dataset, images: np.ndarray,
         if dataset.channels == 1:
             return [sum(mean) / 3], [sum(std) / 3]
         return mean, std
-    return channel_stats(images[np.sort(train_index)])
+    return channel_stats(images[stats_sample(np.sort(train_index), images)])
 
 
 def build_model(config: TrainConfig, dataset: Dataset, size: int) -> torch.nn.Module:

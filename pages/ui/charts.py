@@ -114,11 +114,15 @@ def lr_find_figure(lrs: Sequence[float], losses: Sequence[float],
     return fig
 
 
-def top_k_figure(top: Sequence[dict]) -> go.Figure:
-    """Horizontal bars of class probabilities, the most likely on top."""
+MUTED = "#9ca3af"  # grey: guesses shown for an image the model does not know
+
+
+def top_k_figure(top: Sequence[dict], muted: bool = False) -> go.Figure:
+    """Horizontal bars of class probabilities, the most likely on top; grey when `muted`."""
     labels = [safe(entry["label"]) for entry in reversed(top)]
     probs = [entry["prob"] for entry in reversed(top)]
-    fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color="#2563eb",
+    fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h",
+                           marker_color=MUTED if muted else "#2563eb",
                            text=[f"{p:.1%}" for p in probs], textposition="auto"))
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     fig.update_yaxes(type="category")
