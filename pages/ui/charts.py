@@ -155,3 +155,24 @@ def scatter_figure(points: Sequence[dict], x_key: str, y_key: str, title: str,
     fig.update_layout(hovermode="closest", margin={"l": 60, "r": 60})
     fig.update_xaxes(type="log" if log_x else "linear", tickformat="~s")
     return fig
+
+
+def reliability_figure(before: dict, after: dict, title: str) -> go.Figure:
+    """Accuracy against confidence per bin (core.training.calibration.reliability_bins),
+    before and after temperature scaling; a calibrated model's points lie on the diagonal."""
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="calibrated",
+                               line={"dash": "dot", "color": MUTED}, hoverinfo="skip"))
+    for name, table, colour in (("before", before, MUTED), ("after (temperature)", after,
+                                                           "#2563eb")):
+        points = [(c, a, n) for c, a, n in zip(table["confidence"], table["accuracy"],
+                                               table["count"], strict=True) if n]
+        fig.add_trace(go.Scatter(
+            x=[c for c, _, _ in points], y=[a for _, a, _ in points], mode="lines+markers",
+            name=name, line={"color": colour}, customdata=[n for _, _, n in points],
+            hovertemplate="confidence %{x:.1%}<br>accuracy %{y:.1%}<br>%{customdata} images"
+                          "<extra></extra>"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    base_layout(fig, safe(title), "confidence (top class)", "accuracy", height=360)
+    fig.update_layout(hovermode="closest")
+    return fig

@@ -281,6 +281,18 @@ def test_a_finished_run_shows_its_result_and_curves(trained_run) -> None:
     assert at.session_state["run_pick"] == trained_run
 
 
+def test_a_finished_run_shows_its_calibration_and_reliability_diagram(trained_run) -> None:
+    at = open_page("pages/runs.py")
+    record = Store().get_run(trained_run)["summary"]["calibration"]
+    shown = "\n".join(str(m.value) for m in at.markdown)
+    assert f"Temperature **{record['temperature']:.3f}**" in shown
+    assert "None of the classes I know" in shown and "of validation images answered" in shown
+    charts = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    [figure] = [f for f in charts if f["layout"]["title"]["text"] == "Reliability (test split)"]
+    assert [trace["name"] for trace in figure["data"]] == ["calibrated", "before",
+                                                           "after (temperature)"]
+
+
 def accuracy_points(at: AppTest) -> int:
     for chart in at.get("plotly_chart"):
         figure = json.loads(chart.proto.spec)
