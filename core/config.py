@@ -150,6 +150,12 @@ class TrainConfig:
     init_from: str | None = setting(
         None, label="Start from an earlier run's weights", group=TRANSFER,
         help="A run id whose weights start this run (a new head if the classes differ).")
+    weights: str | None = setting(
+        None, label="Start from weights", group=TRANSFER,
+        help="timm architectures: a weights file on this machine (.safetensors, or a timm "
+             ".pth/.bin checkpoint), or `pretrained` for timm's ImageNet weights, downloaded "
+             "through the Hugging Face Hub on first use and cached in the workspace. The "
+             "classifier head is new.")
     name: str | None = setting(None, label="Run name (optional)", group=RUN,
                                help="A name for the run.")
     recipe: str | None = setting(None, label="Recipe", group=RUN, cli=False,

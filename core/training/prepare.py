@@ -43,7 +43,7 @@ from core.training.ranks import (
 from core.training.run_files import MODEL_CARD, weights_file
 from core.training.schedule import steps_per_epoch
 from core.training.transfer import load_matching_weights
-from core.workspace import runs_dir
+from core.workspace import home, runs_dir
 from models import PRETRAINED_NAME, create_model, model_profile
 from models.pretrained import freeze_backbone, pretrained_data_config
 
@@ -187,7 +187,8 @@ def normalisation(config: TrainConfig, dataset: Dataset, images: np.ndarray,
 
 def build_model(config: TrainConfig, dataset: Dataset, size: int) -> torch.nn.Module:
     model = create_model(config.extra.get("spec") or config.model, in_chans=dataset.channels,
-                         num_classes=len(dataset.classes), image_size=size)
+                         num_classes=len(dataset.classes), image_size=size,
+                         weights=config.weights, cache_dir=home() / "weights")
     if config.init_from:
         source = runs_dir() / config.init_from
         same_classes = (source / MODEL_CARD).exists() and \
