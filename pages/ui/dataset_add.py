@@ -70,6 +70,7 @@ def class_by_class_tab() -> None:
                 st.rerun()
             st.file_uploader("Images of this class", type=IMAGE_TYPES,
                              accept_multiple_files=True, key=f"tm_files_{class_id}")
+            webcam_shots(class_id)
     if st.button("Add a class", key="tm_add", icon=":material/add:"):
         ids.append(max(ids) + 1)
         st.rerun()
@@ -82,13 +83,37 @@ def class_by_class_tab() -> None:
             queue_import(lambda: submit_entries(entries, chosen, val=val, test=test))
 
 
+def keep_shot(class_id: int) -> None:
+    """Each new webcam picture joins the class (the camera widget holds only the last one)."""
+    shot = st.session_state.get(f"tm_camera_{class_id}")
+    if shot is not None:
+        st.session_state.setdefault(f"tm_shots_{class_id}", []).append(shot.getvalue())
+
+
+def webcam_shots(class_id: int) -> None:
+    """Pictures from the webcam, as Teachable Machine takes them: one per click."""
+    shots = st.session_state.get(f"tm_shots_{class_id}") or []
+    if not st.toggle("Take pictures with the webcam", key=f"tm_camera_on_{class_id}"):
+        if shots:
+            st.caption(f"{len(shots)} webcam picture(s) in this class.")
+        return
+    st.camera_input("Take a picture (each one joins this class)", key=f"tm_camera_{class_id}",
+                    on_change=keep_shot, args=(class_id,))
+    cols = st.columns([3, 1])
+    cols[0].caption(f"{len(shots)} webcam picture(s) in this class.")
+    if shots and cols[1].button("Clear them", key=f"tm_shots_clear_{class_id}"):
+        st.session_state[f"tm_shots_{class_id}"] = []
+        st.rerun()
+
+
 def class_entries(ids: list[int]) -> list[tuple[str, bytes]] | None:
     """("class/file", bytes) pairs from the class-by-class form, or None after an st.error."""
     entries, seen = [], set()
     for class_id in ids:
         label = st.session_state.get(f"tm_name_{class_id}", "").strip()
         files = st.session_state.get(f"tm_files_{class_id}") or []
-        if not files:
+        shots = st.session_state.get(f"tm_shots_{class_id}") or []
+        if not files and not shots:
             continue
         if not label or "/" in label or "\\" in label or label in (".", ".."):
             st.error("Give every class that has images a name (without / or \\).")
@@ -99,6 +124,7 @@ def class_entries(ids: list[int]) -> list[tuple[str, bytes]] | None:
             return None
         seen.add(label)
         entries += [(f"{label}/{file.name}", file.getvalue()) for file in files]
+        entries += [(f"{label}/webcam-{index:03d}.jpg", shot) for index, shot in enumerate(shots)]
     if len(seen) < 2:
         st.error("Add images to at least two classes: a classifier needs two to tell apart.")
         return None

@@ -49,6 +49,7 @@ from pages.ui.settings_form import (
     state_default,
     within_range,
 )
+from pages.ui.weights_choice import weights_settings
 
 KINDS = ["Preset", "timm architecture", "Pretrained EfficientNet-Lite0", "Custom layers"]
 FROM_SCRATCH = ""  # the init_from choice "no earlier run"
@@ -202,6 +203,7 @@ def source_classes(run_id: str) -> list[str]:
 def transfer_settings(model: str, dataset: Dataset, runs: list[dict]) -> None:
     """Start from an earlier run's weights (init_from) and, for a trained backbone, how many
     epochs it stays frozen (freeze_epochs)."""
+    weights_settings(model)
     sources = [run for run in runs if run["status"] == "completed" and has_model(run)
                and same_network(model, run["config"].get("model"))]
     by_id = {run["run_id"]: run for run in sources}
@@ -223,7 +225,7 @@ def transfer_settings(model: str, dataset: Dataset, runs: list[dict]) -> None:
     elif not sources:
         cols[0].caption("No completed run of this network yet to start from.")
     state_default("train_freeze_epochs", default_of("freeze_epochs"))
-    if not can_freeze(model, init_from or None):
+    if not can_freeze(model, init_from or None, st.session_state.get("train_weights")):
         st.session_state["train_freeze_epochs"] = 0  # only a trained backbone is worth freezing
         return
     setting_widget(cols[1], "freeze_epochs",

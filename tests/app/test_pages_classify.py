@@ -58,15 +58,6 @@ def shape_pngs(per_class: int, seed: int = 7) -> dict[str, bytes]:
             for index, (image, label) in enumerate(zip(images, labels, strict=True))}
 
 
-@pytest.fixture
-def trained_run(shapes_dataset) -> str:
-    store = Store()
-    run_id = new_run(TrainConfig(data="shapes", model="tiny-cnn", epochs=1, name="first"), store,
-                     status="running")
-    execute_run(run_id, store)
-    return run_id
-
-
 def copy_run(source: str, name: str, test_acc: float) -> str:
     """A second completed run with the same model files and another test accuracy."""
     store = Store()
