@@ -17,7 +17,12 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("onecycle", "cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
+RESIZES = ("auto", "crop", "squish", "pad")  # core.data.transforms; auto: from aspect ratios
+BALANCES = ("none", "weights", "sampler")  # core.data.balance
+SWITCH = ("auto", "on", "off")  # a switch the data can decide (auto); `--no-NAME` means off
 AUTO_BATCH = 0  # batch_size meaning "find the largest that fits the device"
+AUTO_LR = 0.0  # lr meaning "run the LR range test first and train at its suggestion"
+MIN_LR = 1e-6  # the smallest learning rate a run takes (other than AUTO_LR)
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 2e-3, "rmsprop": 1e-3}  # peak learning rates
 
 # Where a setting sits on the Train form (and the order of `--help`'s groups).
@@ -62,9 +67,10 @@ class TrainConfig:
         help="Images per step; auto (0): the largest that fits the GPU, found once and "
              "remembered (128 on a CPU).")
     lr: float | None = setting(
-        None, label="Peak learning rate", low=1e-6, high=10.0,
+        None, label="Peak learning rate", low=AUTO_LR, high=10.0,
         help="The schedule scales this over the run; unset: a default for the optimizer "
-             "(sgd 0.05, adam 0.001, adamw 0.002, rmsprop 0.001).")
+             "(sgd 0.05, adam 0.001, adamw 0.002, rmsprop 0.001); auto (0): an LR range test "
+             "of at most half a minute first picks it.")
     optimizer: str = setting("adamw", label="Optimizer", choices=OPTIMIZERS,
                              help="How the weights follow their gradients.")
     momentum: float = setting(0.9, label="Momentum (sgd, rmsprop)", group=OPTIMISATION,
@@ -87,11 +93,23 @@ class TrainConfig:
     label_smoothing: float = setting(
         0.0, label="Label smoothing", group=OPTIMISATION, low=0.0, high=0.5, step=0.05,
         help="Train towards slightly softened targets (0.1–0.2 often helps).")
+    balance: str = setting(
+        "none", label="Class balance", group=OPTIMISATION, choices=BALANCES,
+        help="For imbalanced classes: weights (a class-weighted loss) or sampler (draw every "
+             "class equally often); none: every image counts once.")
     image_size: int | None = setting(
         None, label="Image size", low=8, high=1024,
         help="Pixels per side the images are resized to; unset: the dataset's own size.")
-    flip: bool = setting(True, label="Random horizontal flip", group=AUGMENTATION,
-                         help="Mirror half of the training images at random.")
+    resize: str = setting(
+        "auto", label="Resize mode", group=AUGMENTATION, choices=RESIZES,
+        help="How images become squares, the same in training, prediction and export: crop "
+             "(shorter side, then the centre), squish (stretch) or pad (letterbox); auto: crop "
+             "for near-square images, squish up to 2:1, pad beyond.")
+    flip: str = setting(
+        "auto", label="Random horizontal flip", group=AUGMENTATION, choices=SWITCH,
+        help="Mirror half of the training images at random (and average each test image with "
+             "its mirror when flip test-time augmentation is on); auto: only when mirrored "
+             "images keep their class, tested on the dataset (core.data.mirror).")
     pad_crop: int = setting(2, label="Random shift (pixels)", group=AUGMENTATION, low=0,
                             high=8, slider=True,
                             help="Shift each training image by up to this many pixels.")
@@ -103,7 +121,8 @@ class TrainConfig:
         help="Stop after this many epochs without a lower validation loss.")
     tta_flip: bool = setting(
         False, label="Flip test-time augmentation", group=EVALUATION,
-        help="Evaluate each image and its mirror image, averaging the two.")
+        help="Evaluate each image and its mirror image, averaging the two (only when the run "
+             "flips: a mirror that changes the label would mislead it).")
     ema_decay: float | None = setting(
         None, label="EMA decay", group=EVALUATION, low=0.5, high=0.99999, step=0.001,
         help="Validate, test and keep as best an exponential moving average of the weights "
@@ -131,6 +150,12 @@ class TrainConfig:
     init_from: str | None = setting(
         None, label="Start from an earlier run's weights", group=TRANSFER,
         help="A run id whose weights start this run (a new head if the classes differ).")
+    weights: str | None = setting(
+        None, label="Start from weights", group=TRANSFER,
+        help="timm architectures: a weights file on this machine (.safetensors, or a timm "
+             ".pth/.bin checkpoint), or `pretrained` for timm's ImageNet weights, downloaded "
+             "through the Hugging Face Hub on first use and cached in the workspace. The "
+             "classifier head is new.")
     name: str | None = setting(None, label="Run name (optional)", group=RUN,
                                help="A name for the run.")
     recipe: str | None = setting(None, label="Recipe", group=RUN, cli=False,
@@ -139,8 +164,13 @@ class TrainConfig:
     extra: dict = setting(factory=dict, label="Extra", group=RUN, cli=False,
                           help="A custom network's layer spec (`spec`).")
 
+    def __post_init__(self) -> None:
+        if isinstance(self.flip, bool):  # configs saved before flip became auto|on|off
+            self.flip = "on" if self.flip else "off"
+
     def peak_lr(self) -> float:
-        return self.lr if self.lr is not None else DEFAULT_LR[self.optimizer]
+        """The peak rate; an auto rate not found yet (previews) counts as the default."""
+        return self.lr if self.lr not in (None, AUTO_LR) else DEFAULT_LR[self.optimizer]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -160,6 +190,11 @@ class TrainConfig:
         if self.gpus > 1 and (self.batch_size == AUTO_BATCH or self.batch_size % self.gpus):
             problems.append(f"with {self.gpus} GPUs the batch size is the global batch: give a "
                             f"multiple of {self.gpus}, so each GPU takes an equal share")
+        if self.lr is not None and AUTO_LR < self.lr < MIN_LR:
+            problems.append(f"the peak learning rate must be at least {MIN_LR:g} (or 0: auto)")
+        if self.gpus > 1 and self.lr == AUTO_LR:
+            problems.append("an auto learning rate is found in one process: give a rate for a "
+                            "run on several GPUs (python -m core lr-find suggests one)")
         if self.gpus > 1 and self.device == "mps":
             problems.append("several GPUs need CUDA (or the CPU): set device to auto or cuda")
         if problems:

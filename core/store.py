@@ -89,6 +89,25 @@ runs_table = Table(
     Column("test_acc", Float),
     Column("summary", Text),  # JSON: the result of core.training.loop.fit
 )
+imports_table = Table(  # dataset imports the background worker runs (core.runs.imports)
+    "imports", metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False),  # the dataset it makes
+    Column("kind", String(16), nullable=False),  # zip, entries or demo
+    Column("request", Text, nullable=False),  # JSON: the staged file, split, demo kind
+    Column("status", String(16), nullable=False, index=True),  # IMPORT_STATUSES
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("worker_pid", Integer),
+    Column("worker_host", Text),
+    Column("done", Integer, nullable=False, default=0),  # files looked at so far
+    Column("total", Integer, nullable=False, default=0),
+    Column("cancel_requested", Integer, nullable=False, default=0),
+    Column("dismissed", Integer, nullable=False, default=0),  # its notice was closed
+    Column("error", Text),
+    Column("summary", Text),  # JSON: the new dataset's summary
+)
 metrics_table = Table(
     "metrics", metadata,
     Column("run_id", String(32), primary_key=True),
@@ -414,6 +433,87 @@ class Store:
             conn.execute(delete(metrics_table).where(metrics_table.c.run_id == run_id))
             conn.execute(delete(runs_table).where(runs_table.c.run_id == run_id))
 
+    # Imports ------------------------------------------------------------------------------
+
+    def create_import(self, job_id: str, name: str, kind: str, request: dict) -> None:
+        row = {"job_id": job_id, "name": name, "kind": kind, "request": json.dumps(request),
+               "status": "queued", "created_at": time.time(), "done": 0, "total": 0,
+               "cancel_requested": 0, "dismissed": 0}
+        with self.writing() as conn:
+            conn.execute(imports_table.insert().values(**row))
+
+    def get_import(self, job_id: str) -> dict | None:
+        with self.reading() as conn:
+            row = conn.execute(select(imports_table)
+                               .where(imports_table.c.job_id == job_id)).first()
+        return import_row(row) if row else None
+
+    def list_imports(self, since: float = 0.0) -> list[dict]:
+        """Imports created after `since` (Unix seconds), newest first."""
+        query = (select(imports_table).where(imports_table.c.created_at >= since)
+                 .order_by(imports_table.c.created_at.desc()))
+        with self.reading() as conn:
+            return [import_row(row) for row in conn.execute(query).all()]
+
+    def update_import(self, job_id: str, **fields) -> None:
+        if "summary" in fields and not isinstance(fields["summary"], str):
+            fields["summary"] = json.dumps(fields["summary"])
+        with self.writing() as conn:
+            conn.execute(update(imports_table).where(imports_table.c.job_id == job_id)
+                         .values(**fields))
+
+    def claim_next_import(self, worker_pid: int, worker_host: str) -> dict | None:
+        """Move the oldest queued import to running for this worker."""
+        with self.writing() as conn:
+            row = conn.execute(select(imports_table.c.job_id)
+                               .where(imports_table.c.status == "queued")
+                               .order_by(imports_table.c.created_at).limit(1)
+                               .with_for_update(skip_locked=True)).first()
+            if row is None:
+                return None
+            claimed = conn.execute(
+                update(imports_table).where(imports_table.c.job_id == row.job_id,
+                                            imports_table.c.status == "queued")
+                .values(status="running", worker_pid=worker_pid, worker_host=worker_host,
+                        started_at=time.time())).rowcount
+        return self.get_import(row.job_id) if claimed == 1 else None
+
+    def import_progress(self, job_id: str, done: int, total: int) -> bool:
+        """Record how far an import got; True when the user asked to cancel it."""
+        with self.writing() as conn:
+            flag = conn.execute(update(imports_table).where(imports_table.c.job_id == job_id)
+                                .values(done=done, total=total)
+                                .returning(imports_table.c.cancel_requested)
+                                ).scalar_one_or_none()
+        return bool(flag)
+
+    def request_import_cancel(self, job_id: str) -> None:
+        """Ask a running import to stop; a queued one is cancelled at once."""
+        with self.writing() as conn:
+            conn.execute(update(imports_table).where(imports_table.c.job_id == job_id)
+                         .values(cancel_requested=1))
+            conn.execute(update(imports_table).where(imports_table.c.job_id == job_id,
+                                                     imports_table.c.status == "queued")
+                         .values(status="cancelled", finished_at=time.time()))
+
+    def interrupt_dead_imports(self, host: str, alive: Callable[[int], bool]) -> list[str]:
+        """Running imports whose worker on `host` is gone become `interrupted`."""
+        with self.reading() as conn:
+            rows = conn.execute(select(imports_table.c.job_id, imports_table.c.worker_pid)
+                                .where(imports_table.c.status == "running",
+                                       imports_table.c.worker_host == host)).all()
+        dead = [row for row in rows if not (row.worker_pid and alive(row.worker_pid))]
+        for row in dead:
+            with self.writing() as conn:
+                conn.execute(update(imports_table)
+                             .where(imports_table.c.job_id == row.job_id,
+                                    imports_table.c.status == "running",
+                                    imports_table.c.worker_pid == row.worker_pid)
+                             .values(status="interrupted", finished_at=time.time(),
+                                     error="The import's worker process is gone (killed or "
+                                           "crashed); nothing was kept. Try again."))
+        return [row.job_id for row in dead]
+
     # Metrics --------------------------------------------------------------------------------
 
     def add_metrics(self, run_id: str, rows: Iterable[tuple[int, float, str, float]]) -> None:
@@ -453,6 +553,13 @@ def metrics_upsert(engine: Engine):
         index_elements=["run_id", "step", "name"],
         set_={"value": statement.excluded.value, "epoch": statement.excluded.epoch,
               "time": statement.excluded.time})
+
+
+def import_row(row) -> dict:
+    data = dict(row._mapping)
+    data["request"] = json.loads(data["request"])
+    data["summary"] = json.loads(data["summary"]) if data.get("summary") else {}
+    return data
 
 
 def run_row(row) -> dict:

@@ -22,6 +22,7 @@ from models.registry import (
 )
 from models.spec import build_from_spec, load_spec, spec_summary, validate_spec
 from models.spec_layers import ACTIVATION_NAMES, LAYER_TYPES
+from models.summary import model_summary, summary_text
 
 __all__ = [
     "ACTIVATION_NAMES",
@@ -38,8 +39,10 @@ __all__ = [
     "list_timm_models",
     "load_spec",
     "model_profile",
+    "model_summary",
     "pretrained_data_config",
     "register_preset",
     "spec_summary",
+    "summary_text",
     "validate_spec",
 ]

@@ -13,6 +13,7 @@ from pages.ui.classify_images import Side, images_tab
 from pages.ui.classify_many import many_tab
 from pages.ui.common import ICONS, PAGES, has_model, store, user_errors
 from pages.ui.export import export_tab
+from pages.ui.export_package import elsewhere_panel
 from pages.ui.model_choice import choose_run, describe_run, model_for
 from pages.ui.model_import import import_tab
 
@@ -31,7 +32,7 @@ def classify_page(runs: list[dict]) -> None:
             import_tab()
         return
     st.caption(describe_run(run, model))
-    images, many, export, imports = st.tabs(TABS)
+    images, many, export, imports = st.tabs(TABS, key="classify_tabs")
     with images, user_errors("classify the images"):
         images_tab(runs, Side(run, model))
     with many:
@@ -40,6 +41,7 @@ def classify_page(runs: list[dict]) -> None:
         export_tab(run)
     with imports:
         import_tab()
+    elsewhere_panel(run)
 
 
 st.title("Classify")

@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.analysis.compare import config_diff, run_colors
 from core.analysis.ranking import (
+    accuracy_headline,
     accuracy_key,
     default_selection,
     leaders,
@@ -34,6 +35,7 @@ from pages.ui.compare_breakdown import (
     per_class_section,
     tradeoff_section,
 )
+from pages.ui.compare_changes import compare_two, what_changed_section
 from pages.ui.compare_overview import (
     config_section,
     curves_section,
@@ -73,14 +75,7 @@ def at_a_glance(runs: list[dict], table: pd.DataFrame) -> None:
     lines, best = [], leaders(table)
     accuracy = accuracy_key(table)
     if (row := best["most_accurate"]) is not None:
-        ranked = ranked_by_accuracy(table)
-        others = [f"{plain(r['name'])} {pct(r[accuracy])}" for _, r in ranked.iterrows()
-                  if r["run_id"] != row["run_id"]]
-        if len(others) > GLANCE_RUNS:
-            others = [f"next: {others[0]}", f"last: {others[-1]}"]
-        split = "test" if accuracy == "test_acc" else "best validation"
-        lines.append(f"**Most accurate:** {plain(row['name'])} — {pct(row[accuracy])} {split} "
-                     f"accuracy" + (f" ({'; '.join(others)})" if others else ""))
+        lines.append(most_accurate_line(table, row, accuracy))
     if (row := best["fastest_to_train"]) is not None:
         lines.append(f"**Fastest to train:** {plain(row['name'])} — {row['images_per_s']:,.0f} "
                      f"images/s, {duration(row['train_seconds'])} in all")
@@ -109,6 +104,29 @@ def at_a_glance(runs: list[dict], table: pd.DataFrame) -> None:
         st.markdown("\n".join(f"- {line}" for line in lines))
 
 
+def most_accurate_line(table: pd.DataFrame, row: pd.Series, accuracy: str) -> str:
+    """The most accurate run, named better than the runner-up only when McNemar's test on
+    their test images says the difference is real (core.analysis.ranking.accuracy_headline)."""
+    ranked = ranked_by_accuracy(table)
+    others = [r for _, r in ranked.iterrows() if r["run_id"] != row["run_id"]]
+    split = "test" if accuracy == "test_acc" else "best validation"
+    best = {"name": plain(row["name"]), "accuracy": pct(row[accuracy])}
+    runner = others[0] if others else None
+    paired = None
+    if runner is not None and accuracy == "test_acc":
+        try:
+            paired = compare_two(runner["run_id"], row["run_id"])
+        except ValueError:
+            paired = None  # different datasets or splits: not compared image by image
+    runner_up = None if runner is None else {"name": plain(runner["name"]),
+                                             "accuracy": pct(runner[accuracy])}
+    line = accuracy_headline(best, runner_up, paired, split)
+    rest = [f"{plain(r['name'])} {pct(r[accuracy])}" for r in others[1:]]
+    if len(rest) > GLANCE_RUNS:
+        rest = [f"next: {rest[0]}", f"last: {rest[-1]}"]
+    return line + (f" (then {'; '.join(rest)})" if rest else "")
+
+
 def compare_page(runs: list[dict]) -> None:
     chosen = pick_runs(runs)
     if not chosen:
@@ -123,6 +141,7 @@ def compare_page(runs: list[dict]) -> None:
     table = results_table(chosen, colors, latency)
     with glance:
         at_a_glance(chosen, table)
+    what_changed_section(chosen)
     config_section(chosen)
     per_class_section(chosen, colors)
     confusion_section(chosen)

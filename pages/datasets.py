@@ -9,6 +9,7 @@ import streamlit as st
 from core.data import catalog
 from core.data.dataset import list_datasets
 from pages.ui.common import ICONS, PAGES, confirm_delete, plain, store, user_errors
+from pages.ui.data_fit import data_fit_panel
 from pages.ui.dataset_add import add_dataset_panel
 from pages.ui.dataset_view import (
     augmentation_preview,
@@ -43,7 +44,8 @@ def show_dataset(name: str) -> None:
         st.divider()
         gallery(dataset)
         st.divider()
-        augmentation_preview(dataset)
+        decision = data_fit_panel(dataset)
+        augmentation_preview(dataset, decision.flip)
         st.divider()
         cols = st.columns([2, 5])
         with cols[0]:

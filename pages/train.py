@@ -14,8 +14,11 @@ from core.training.batch_size import NO_PROBE_BATCH
 from core.training.schedule import lr_curve, steps_per_epoch
 from pages.ui.charts import lr_find_figure, lr_schedule_figure
 from pages.ui.common import ICONS, PAGES, go_to_run, store, user_errors
+from pages.ui.data_fit import flip_note, imbalance_note, resize_note
 from pages.ui.dataset_view import current_dataset
+from pages.ui.estimate import run_estimate
 from pages.ui.train_form import (
+    FORM_CONFIG,
     KEEP,
     apply_clone,
     form_config,
@@ -35,7 +38,9 @@ def schedule_preview(config: TrainConfig, train_images: int) -> None:
 
 
 def use_suggestion(value: float) -> None:
-    st.session_state["train_lr"] = float(value)
+    from core.training.lr_find import two_digits
+
+    st.session_state["train_lr"] = two_digits(value)
 
 
 def lr_range_test(config: TrainConfig) -> None:
@@ -82,12 +87,19 @@ def train_page(names: list[str]) -> None:
     main_settings(dataset)
     more_settings()
     config = form_config(data, model, spec)
+    flip_note(dataset, config.flip)
+    resize_note(dataset, config.resize)
+    if config.balance == "none":
+        imbalance_note(dataset)  # with "Class balance" under More settings as the remedy
+    st.session_state[FORM_CONFIG] = config  # what the Suggest button tests on its next click
     left, right = st.columns(2)
     with left:
         schedule_preview(config, train_images)
     with right:
         lr_range_test(config)
     ready = spec is not None or model != "custom-cnn"
+    if ready:
+        run_estimate(config, dataset)
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
                  disabled=not ready, key="train_start"):
         start(config)

@@ -7,6 +7,7 @@ Playwright cannot download browsers here: Chromium comes from Debian (`apt-get i
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -27,6 +28,18 @@ WAIT = 300.0  # seconds: generous bounds for a loaded 2-core machine, never a ti
 NEEDS_CHROMIUM = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install "
                                   "chromium); playwright cannot download browsers")
+
+
+DEPRECATION = re.compile(r"deprecat|will be removed|is no longer supported", re.IGNORECASE)
+
+
+def deprecation_warnings(log: Path) -> list[str]:
+    """The server log's lines that announce a deprecation (Streamlit logs each one, e.g.
+    "`use_container_width` will be removed after 2025-12-31")."""
+    if not log.exists():
+        return []
+    return [line for line in log.read_text(errors="replace").splitlines()
+            if DEPRECATION.search(line)]
 
 
 def free_port() -> int:
@@ -78,9 +91,14 @@ class Server:
         self.process.wait(timeout=30)
 
     def stop(self) -> None:
+        """Stop the server; fail if its log shows a deprecation warning, so a Streamlit
+        release that deprecates an API the app uses cannot break the app unseen."""
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
+        warnings = deprecation_warnings(self.log)
+        if warnings:
+            pytest.fail("the server log shows a deprecation warning:\n" + "\n".join(warnings))
 
 
 def open_page(page, url: str) -> None:
@@ -142,6 +160,9 @@ def kill_our_workers(home: Path) -> None:
         return
     with sqlite3.connect(db, timeout=30) as conn:
         pids = {row[0] for row in conn.execute("SELECT worker_pid FROM runs") if row[0]}
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if "imports" in tables:  # the import worker (core.runs.imports)
+            pids |= {row[0] for row in conn.execute("SELECT worker_pid FROM imports") if row[0]}
     for pid in pids:
         if is_worker(pid):
             os.kill(pid, signal.SIGKILL)

@@ -50,7 +50,7 @@ def validation_probabilities(run_ref: str, store: Store | None = None, batch_siz
     if loaded.card.get("content_hash") and loaded.card["content_hash"] != dataset.content_hash:
         raise DatasetError(f"Dataset {dataset.name} changed since run {run['name']} trained on "
                            "it, so its images no longer line up with the run's split.")
-    tta_flip = bool(run["config"].get("tta_flip"))
+    tta_flip = bool(loaded.card.get("tta_flip", run["config"].get("tta_flip")))  # as tested
     key = f"{weights.stat().st_mtime_ns}:{dataset.content_hash}:{tta_flip}"
     cached = read_cached(folder / CACHE_NAME, key)
     if cached is not None:
@@ -73,7 +73,8 @@ def predict_items(loaded: LoadedModel, dataset: Dataset, indices: np.ndarray, ba
                   tta_flip: bool = False) -> np.ndarray:
     """Softmax probabilities for dataset items, from the run's own cache at its image size,
     averaging the logits with the mirror image's when the run was evaluated that way."""
-    images = load_cache(dataset, loaded.card["image_size"])
+    images = load_cache(dataset, loaded.card["image_size"],
+                        mode=loaded.card.get("resize") or "crop")
     mean, std = torch.tensor(loaded.card["mean"]), torch.tensor(loaded.card["std"])
     probs = np.zeros((len(indices), len(loaded.classes)), dtype=np.float32)
     with torch.inference_mode():

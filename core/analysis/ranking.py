@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from core.analysis.paired import format_p
 from core.store import ACTIVE
 
 DEFAULT_GROUP_MAX = 24  # runs of the latest sweep picked by default
@@ -82,3 +83,24 @@ def short_names(names: list[str]) -> list[str]:
     varying = [i for i in range(len(parts[0])) if len({p[i] for p in parts}) > 1]
     short = ["/".join(p[i] for i in varying) for p in parts]
     return short if all(short) and len(set(short)) == len(short) else list(names)
+
+
+def accuracy_headline(best: dict, runner_up: dict | None, paired: dict | None,
+                      split: str) -> str:
+    """The At-a-glance line on accuracy, in markdown (names already escaped). `best` and
+    `runner_up` are {name, accuracy} (accuracy as text); `paired` is the image-by-image
+    comparison of runner-up (A) against best (B) (core.analysis.paired), None when they
+    could not be compared. The best is named *better* only when the difference is real."""
+    line = f"{best['name']} — {best['accuracy']} {split} accuracy"
+    if runner_up is None:
+        return f"**Most accurate:** {line}"
+    if paired is None:
+        return (f"**Most accurate:** {line} (next: {runner_up['name']} {runner_up['accuracy']}; "
+                "not compared image by image)")
+    counts = (f"{paired['counts']['fixed']} fixed, {paired['counts']['broken']} broken, "
+              f"{format_p(paired['p_value'])}")
+    if paired["better"] == paired["b"]["run_id"]:
+        return (f"**Most accurate:** {line}, better than {runner_up['name']} "
+                f"{runner_up['accuracy']} ({counts})")
+    return (f"**Most accurate:** no clear winner — {best['name']} {best['accuracy']} and "
+            f"{runner_up['name']} {runner_up['accuracy']} differ within noise ({counts})")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from core.cli import bench, data, models, runs, train
+from core.cli import bench, compare, data, models, runs, serve, train
 
-GROUPS = (data, train, runs, models, bench)
+GROUPS = (data, train, runs, models, bench, serve, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from core.cli.common import Result, command, stderr_progress
 from core.data import catalog
 from core.data.dataset import Dataset
 from core.data.demo import DEMOS
+from core.data.fit_report import data_fit_lines, data_fit_summary
 
 
 def data_import(args: argparse.Namespace) -> Result:
@@ -28,12 +29,13 @@ def data_demo(args: argparse.Namespace) -> Result:
 
 
 def import_result(dataset: Dataset) -> Result:
-    summary = dataset.summary()
+    summary = dataset.summary() | data_fit_summary(dataset)
     dropped = f", dropped {len(summary['dropped'])}" if summary["dropped"] else ""
     text = (f"dataset {summary['name']}: {summary['kept']} images in {len(summary['classes'])} "
             f"classes{dropped}; splits {summary['splits']}"
             + (f"; layout {summary['layout']}" if summary["layout"] else "")
             + "".join(f"\n  note: {note}" for note in summary["notes"]))
+    text = "\n".join([text, *data_fit_lines(summary)])
     return summary, text, 0
 
 

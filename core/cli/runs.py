@@ -42,6 +42,13 @@ def runs_delete(args: argparse.Namespace) -> Result:
 
 
 def worker(args: argparse.Namespace) -> Result:
+    if args.imports:
+        from core.runs.imports import work_imports
+
+        count = work_imports(idle_exit_s=args.idle_exit)
+        if count < 0:
+            return {"started": False}, "another import worker already serves this workspace", 0
+        return {"imported": count}, f"import worker ran {count} imports", 0
     from core.runs.worker import work  # torch: only the worker trains
 
     count = work(idle_exit_s=args.idle_exit)
@@ -58,3 +65,5 @@ def register(commands) -> None:
     sub = command(commands, "worker", worker, "train queued runs in the background (with "
                   "CNN_STUDIO_EXECUTOR=ray: dispatch them over a Ray cluster)")
     sub.add_argument("--idle-exit", type=float, default=120.0, help="seconds idle before exiting")
+    sub.add_argument("--imports", action="store_true",
+                     help="run queued dataset imports instead (the Datasets page queues them)")

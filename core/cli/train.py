@@ -6,7 +6,17 @@ from __future__ import annotations
 import argparse
 
 from core.cli.common import Result, command, fmt
-from core.config import AUTO_BATCH, GROUPS, Setting, TrainConfig, settings, value_type
+from core.config import (
+    AUTO_BATCH,
+    AUTO_LR,
+    GROUPS,
+    SWITCH,
+    Setting,
+    TrainConfig,
+    optional,
+    settings,
+    value_type,
+)
 from core.data.dataset import load_dataset
 from core.runs.queue import resumable_run, submit
 from core.runs.record import new_run
@@ -16,7 +26,9 @@ from core.training.recipes import RECIPES, recipe_config
 
 TRAIN_KEYS = ("run_id", "name", "status", "model", "data", "device", "epochs", "best_val_acc",
               "best_epoch", "test_acc", "train_seconds", "train_images_per_s", "params", "flops",
-              "image_size", "batch_size", "compile_mode", "error", "per_class")
+              "image_size", "batch_size", "lr", "lr_auto", "compile_mode", "calibration",
+              "unknown", "error", "per_class", "balanced_acc", "imbalance_ratio", "balance",
+              "flip", "flip_reason", "tta_flip", "resize", "resize_reason")
 
 
 def batch_size_arg(text: str) -> int:
@@ -33,6 +45,17 @@ def batch_size_arg(text: str) -> int:
     return value
 
 
+def lr_arg(text: str) -> float:
+    """`--lr`: a rate such as 0.003, or "auto" (AUTO_LR: the LR range test picks it first)."""
+    if text.strip().lower() == "auto":
+        return AUTO_LR
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a learning rate; give a number "
+                                         "such as 0.003, or auto") from None
+
+
 def ema_decay_arg(text: str) -> float | str:
     """`--ema-decay`: a decay such as 0.999, or 0 for off."""
     value = float(text)
@@ -40,7 +63,7 @@ def ema_decay_arg(text: str) -> float | str:
 
 
 OFF = "off"  # a flag given to turn an optional setting off (its value becomes None)
-PARSERS = {"batch_size": batch_size_arg, "ema_decay": ema_decay_arg}
+PARSERS = {"batch_size": batch_size_arg, "lr": lr_arg, "ema_decay": ema_decay_arg}
 
 
 def flag_type(name: str):
@@ -66,6 +89,10 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         options: dict = {"help": flag_help(meta), "default": None, "dest": name}
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
+        elif meta.choices == SWITCH:  # --flip (on), --flip auto|on|off, --no-flip (off)
+            options.update(nargs="?", const="on", choices=SWITCH)
+            groups[meta.group].add_argument("--no-" + flag[2:], dest=name, action="store_const",
+                                            const="off", help=f"the same as {flag} off")
         else:
             options["type"] = kind
             if meta.choices:
@@ -77,10 +104,12 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def given_settings(args: argparse.Namespace) -> dict:
-    """The TrainConfig settings given as flags (OFF: given as off, so None)."""
+    """The TrainConfig settings given as flags (OFF for an optional setting: given as off, so
+    None; a switch such as flip keeps "off" as its value)."""
     given = {name: getattr(args, name) for name in settings()
              if getattr(args, name, None) is not None}
-    return {name: None if value == OFF else value for name, value in given.items()}
+    return {name: None if value == OFF and optional(name) else value
+            for name, value in given.items()}
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -133,6 +162,12 @@ def train_result(result: dict) -> Result:
             f"best val acc {fmt(payload['best_val_acc'])}, test acc {fmt(payload['test_acc'])}, "
             f"{fmt(payload['train_seconds'], '.1f')} s, "
             f"{fmt(payload['train_images_per_s'], '.0f')} images/s")
+    if payload["lr_auto"]:
+        found = payload["lr_auto"]
+        text += (f"\nlearning rate {found['lr']:g}" + (" (found when the run started)"
+                 if found.get("resumed") else f" from the LR range test ({found['steps']} steps, "
+                 f"{found['seconds']:.1f} s)") + (f"; {found['note']}" if found.get("note")
+                                                   else ""))
     if payload["error"]:
         text += f"\n{payload['error']}"
     return payload, text, 0 if payload["status"] in ("completed", "stopped") else 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import io
 import os
 import shutil
 import time
@@ -27,6 +26,7 @@ from core.data.dataset import (
     Item,
     dataset_folder,
 )
+from core.data.images import png_bytes
 from core.data.split import grouped_split, leaked_groups, stratified_split
 from core.durable import fsync_directory, write_json_atomic
 from core.workspace import datasets_dir, process_alive
@@ -50,7 +50,7 @@ class DatasetBuilder:
         self.dropped: list[dict] = []
         self.fixed_splits: list[str | None] = []
         self.all_gray = True
-        self.max_bytes = max_bytes  # cleaned PNGs this import may write, None: no cap
+        self.max_bytes = max_bytes  # image files this import may write, None: no cap
         self.bytes_written = 0
         self._hash = hashlib.sha256()
 
@@ -59,11 +59,14 @@ class DatasetBuilder:
         """Add one decoded image (mode "L" or "RGB"); `split` pins it (official test sets)."""
         if image.mode not in ("L", "RGB"):
             raise ValueError(f"convert images to L or RGB before adding (got {image.mode})")
-        self.all_gray &= image.mode == "L"
-        relative = f"images/{label}/{len(self.items):06d}.png"
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", compress_level=1)
-        data = buffer.getvalue()
+        self.add_file(png_bytes(image), ".png", image.mode, image.size, label, source, split)
+
+    def add_file(self, data: bytes, extension: str, mode: str, size: tuple[int, int],
+                 label: int, source: str = "", split: str | None = None) -> None:
+        """Add one image file as it will be stored: a cleaned PNG, or an upload's own bytes that
+        decode (images.decode_upload) to mode `mode` ("L" or "RGB") at `size` as they are."""
+        self.all_gray &= mode == "L"
+        relative = f"images/{label}/{len(self.items):06d}{extension}"
         if self.max_bytes is not None and self.bytes_written + len(data) > self.max_bytes:
             raise DatasetError(
                 f"The cleaned images would take more than {size_text(self.max_bytes)} on disk "
@@ -76,7 +79,7 @@ class DatasetBuilder:
             path.write_bytes(data)
         self.bytes_written += len(data)
         self._hash.update(f"{label}:".encode() + hashlib.sha256(data).digest())
-        width, height = image.size
+        width, height = size
         self.items.append(Item(relative, label, "train", source, width, height))
         self.fixed_splits.append(split)
 

@@ -2,12 +2,19 @@
 
 Everything here works on bytes already in memory; nothing touches the disk. A file
 that is not a usable image raises `ImageRejected` with a reason a person can read.
+
+`decode_image(data, max_pixels, draft_to=size)` is the one decode the cache (training) and
+inference share: a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8 of each side)
+that keeps both sides at least `size`, which is most of the decode's work saved when a
+photo is resized to a small model input. `decode_upload` is the importer's full decode; it
+also says whether the upload's own bytes can be stored as they are (`Decoded.keep`).
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -21,6 +28,10 @@ IMAGE_EXTENSIONS = frozenset({
 # exotic plugins (EPS runs Ghostscript) away from untrusted bytes.
 ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP", "TIFF", "PPM")
 HIGH_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+# Formats whose files are stored as uploaded when they decode to L or RGB as they are: their
+# stored bytes decode to the very pixels checked here. Others (BMP, PPM, TIFF, GIF) become PNG.
+KEPT_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
+ORIENTATION = 0x0112  # the EXIF tag; 1 (or none) is upright
 
 
 class ImageRejected(Exception):
@@ -31,8 +42,21 @@ class ImageRejected(Exception):
         self.reason = reason
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Decode `data` fully (so truncation is caught) and return it upright in mode L or RGB."""
+@dataclass
+class Decoded:
+    image: Image.Image  # mode L or RGB, upright, first frame
+    keep: bool  # the upload's own bytes decode to exactly `image`: store them as they are
+    extension: str  # the stored file's extension when kept (".jpg", ".png", ".webp")
+
+
+def decode_image(data: bytes, max_pixels: int, draft_to: int | None = None) -> Image.Image:
+    """Decode `data` (every byte, so truncation is caught) and return it upright in mode L or
+    RGB; with `draft_to`, a JPEG at the smallest DCT scale whose sides stay >= draft_to."""
+    return decode_upload(data, max_pixels, draft_to).image
+
+
+def decode_upload(data: bytes, max_pixels: int, draft_to: int | None = None) -> Decoded:
+    """The checked decode, and whether the bytes can be kept (see `needs_no_conversion`)."""
     if not data:
         raise ImageRejected("empty file (0 bytes)")
     with warnings.catch_warnings():
@@ -42,10 +66,13 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
             # No `with`: closing would also free the pixels of the image we return.
             image = Image.open(io.BytesIO(data), formats=_formats())
             check_pixels(image.size, max_pixels)
+            if draft_to:
+                image.draft(None, (draft_to, draft_to))  # JPEG only; others ignore it
             image.load()  # decode every byte now: a truncated file fails here
-            clean = to_l_or_rgb(upright(image))
+            keep = needs_no_conversion(image)
+            clean = image if keep else to_l_or_rgb(upright(image))  # kept: nothing to convert
             clean.info = {}  # EXIF (applied), ICC of the old mode...: none of it fits any more
-            return clean
+            return Decoded(clean, keep, KEPT_FORMATS.get(image.format or "", ".png"))
         except ImageRejected:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -56,6 +83,21 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
         except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many types on bad input
             raise ImageRejected(f"corrupt or truncated image ({type(exc).__name__}: {exc})") \
                 from None
+
+
+def needs_no_conversion(image: Image.Image) -> bool:
+    """True when `image` (loaded) is already what the importer keeps: a JPEG, PNG or WebP in
+    mode L or RGB, one frame, no transparency, no EXIF rotation. CMYK, 16-bit, palettes,
+    alpha, animations, rotated photos and the other formats are converted instead."""
+    if image.format not in KEPT_FORMATS or image.mode not in ("L", "RGB"):
+        return False
+    if "transparency" in image.info or getattr(image, "n_frames", 1) != 1:
+        return False
+    try:
+        orientation = image.getexif().get(ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is converted, as upright() copes
+        return False
+    return orientation in (1, None)
 
 
 def check_pixels(size: tuple[int, int], max_pixels: int) -> None:
@@ -110,6 +152,14 @@ def rescale_to_l(image: Image.Image) -> Image.Image:
     # A flat image has no range to stretch: keep its level where it fits in 0..255.
     pixels = (pixels - low) * (255.0 / (high - low)) if high > low else np.clip(pixels, 0, 255)
     return Image.fromarray(np.rint(pixels).astype(np.uint8))
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """A cleaned image as the PNG the dataset stores (fast compression: written once, read
+    once per cache size)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
 def _formats() -> list[str]:

@@ -6,11 +6,12 @@ Every source goes through one pipeline:
                 (unsafe path, link, junk, not an image, too big, over-compressed) drop one
   3. lay out    each entry's label and given split (layouts.py: class folders, split folders,
                 labels in file names, a CSV of labels), decided before anything is stored
-  4. decode     read each entry under its cap, decode in memory (images.py), builder.add;
-                each decoded image leaves a fingerprint for the duplicate finder
+  4. decode     read each entry under its cap, decode in memory on every core (images.py,
+                parallel.py); store the upload's own bytes when it needs no conversion, else
+                a cleaned PNG; each decoded image leaves a fingerprint for the duplicate finder
   5. finish     whole-set rules, duplicate groups (duplicates.py), then DatasetBuilder splits
                 (keeping each group in one split) and writes the manifest
-Nothing is extracted to disk: the only files written are the builder's cleaned PNGs.
+Nothing is extracted to disk: the only files written are the builder's checked images.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,9 +41,10 @@ from core.data.archive import (
 )
 from core.data.build import DatasetBuilder, size_text
 from core.data.dataset import Dataset, DatasetError
-from core.data.duplicates import collect, find_duplicates, fingerprint
-from core.data.images import IMAGE_EXTENSIONS, ImageRejected, decode_image
+from core.data.duplicates import collect, find_duplicates
+from core.data.images import IMAGE_EXTENSIONS, ImageRejected
 from core.data.layouts import Layout, Planned, read_layout
+from core.data.parallel import WorkerCrashed, ordered_map, store_ready
 from core.data.split import stratified_split
 from core.workspace import check_name
 
@@ -51,6 +54,7 @@ ARCHIVE_EXTENSIONS = frozenset({".zip", ".tar", ".gz", ".tgz", ".bz2", ".xz", ".
 # A high ratio on a small member cannot fill anything, and flat BMP / TIFF images
 # legitimately deflate 500:1, so the ratio rule only applies above this size.
 RATIO_FLOOR_BYTES = 1 * MiB
+PARALLEL_MIN_FILES = 256  # below this, starting decoding processes costs more than it saves
 READ_ERRORS = (OSError, EOFError, RuntimeError, ValueError, NotImplementedError,
                zipfile.BadZipFile, zlib.error, lzma.LZMAError, struct.error)
 Progress = Callable[[int, int], None]
@@ -63,8 +67,8 @@ class IngestLimits:
     max_ratio: float = 200  # uncompressed / compressed size of one zip member
     max_file_bytes: int = 64 * MiB  # one file, uncompressed
     max_pixels: int = 40_000_000  # one image, width x height, checked from its header
-    # Cleaned PNGs written for one upload: a well-compressed JPEG can decode to a PNG many
-    # times its size, so the input caps alone do not bound what lands in the workspace.
+    # Image files written for one upload: a well-compressed JPEG that needs converting can
+    # become a PNG many times its size, so the input caps alone do not bound what is written.
     max_written_bytes: int = 16 * GiB
     min_images_kept: int = 2  # usable images needed for the import to succeed
 
@@ -197,6 +201,16 @@ def plan_layout(entries: list[Entry], limits: IngestLimits, label_pattern: str |
     return layout
 
 
+def assign_classes(entries: list[Entry]) -> tuple[list[tuple[Entry, str]], list[dict]]:
+    """(entry, class) as the upload's layout reads it (no CSV), {file, reason} for the rest;
+    for uploads to classify, whose labels are optional."""
+    try:
+        layout = read_layout(entries, [], lambda table: b"")
+    except DatasetError:  # unlabelled split folders: nothing to read a label from
+        return [], []
+    return [(planned.entry, planned.label) for planned in layout.planned], layout.dropped
+
+
 def is_table(entry: Entry) -> bool:
     return (entry.label is None and not entry.problem and entry.name.lower().endswith(".csv")
             and not junk_reason(entry.name))
@@ -282,29 +296,51 @@ def entry_reason(entry: Entry, limits: IngestLimits) -> str:
 def decode_into(builder: DatasetBuilder, plan: list[Planned], classes: list[str],
                 limits: IngestLimits, progress: Progress | None) -> tuple[Counter, list]:
     """Read, decode and add every planned entry; returns kept images per class and one
-    fingerprint per added image (in the builder's order)."""
+    fingerprint per added image (in the builder's order). Entries are read here, in order,
+    and decoded on every core (parallel.py); an upload that needs no conversion is stored as
+    its own bytes, the others as cleaned PNGs."""
     label_of = {cls: index for index, cls in enumerate(classes)}
     kept: Counter = Counter()
-    prints = []
     total, step = len(plan), max(1, len(plan) // 100)
     if progress:
         progress(0, total)
-    for done, planned in enumerate(plan, start=1):
-        entry, cls = planned.entry, planned.label
-        try:
-            image = decode_image(read_entry(entry), limits.max_pixels)
-        except ImageRejected as exc:
-            builder.drop(entry.name, exc.reason)
-        else:
-            # a given split pins the image; a train/ folder's images stay free, so that a
-            # split the upload lacks can be drawn from them
-            split = None if planned.split == "train" else planned.split
-            builder.add(image, label_of[cls], entry.name, split=split)
-            prints.append(fingerprint(image))
-            kept[cls] += 1
-        if progress and (done % step == 0 or done == total):
-            progress(done, total)
+    prints = []
+    read = [None] * total  # the bytes of entries in flight, kept until their result is back
+    outcomes = ordered_map(partial(store_ready, max_pixels=limits.max_pixels),
+                           read_in_order(plan, read), parallel=total >= PARALLEL_MIN_FILES)
+    try:
+        for done, (planned, outcome) in enumerate(zip(plan, outcomes, strict=True), start=1):
+            entry, cls = planned.entry, planned.label
+            data, read[done - 1] = read[done - 1], None
+            if isinstance(outcome, str):
+                builder.drop(entry.name, outcome)
+            else:
+                # a given split pins the image; a train/ folder's images stay free, so that
+                # a split the upload lacks can be drawn from them
+                split = None if planned.split == "train" else planned.split
+                builder.add_file(data if outcome.data is None else outcome.data,
+                                 outcome.extension, outcome.mode, outcome.size, label_of[cls],
+                                 entry.name, split=split)
+                prints.append(outcome.fingerprint)
+                kept[cls] += 1
+            if progress and (done % step == 0 or done == total):
+                progress(done, total)
+    except WorkerCrashed as exc:
+        raise DatasetError(f"The import stopped: {exc}. Nothing was imported; try again, or "
+                           "remove the file that crashes it.") from None
     return kept, prints
+
+
+def read_in_order(plan: list[Planned], read: list) -> Iterator[bytes | str]:
+    """Each planned entry's bytes (also kept in `read[i]`), or the reason it cannot be read."""
+    for index, planned in enumerate(plan):
+        entry = planned.entry
+        try:
+            read[index] = read_entry(entry)
+        except ImageRejected as exc:
+            yield exc.reason
+        else:
+            yield read[index]
 
 
 def read_entry(entry: Entry) -> bytes:

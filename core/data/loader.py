@@ -9,8 +9,11 @@ device memory it stays in (pinned) host memory and each batch is copied over.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,12 +37,18 @@ class Augment:
 
 
 class DeviceSplit:
-    """One split (images + labels) held where batches are cheapest to draw."""
+    """One split (images + labels) held where batches are cheapest to draw; `images` may be
+    a `CacheRows` reader, for a split larger than the memory it may take (see split_of)."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, device: torch.device) -> None:
+    def __init__(self, images: np.ndarray | CacheRows, labels: np.ndarray,
+                 device: torch.device) -> None:
         self.device = device
-        host = torch.from_numpy(np.ascontiguousarray(images))
+        self.sample_weights: torch.Tensor | None = None  # set: shuffling draws by them instead
         self.labels = torch.as_tensor(labels, dtype=torch.long, device=device)
+        if isinstance(images, CacheRows):
+            self.images = images  # read batch by batch from the cache file
+            return
+        host = torch.from_numpy(np.ascontiguousarray(images))
         if device.type == "cuda" and not fits_on_device(host.nbytes, device):
             self.images = host.pin_memory()
         else:
@@ -58,7 +67,10 @@ class DeviceSplit:
         generator, so the shares are disjoint)."""
         rank, ranks = shard
         n = len(self)
-        if shuffle:
+        if shuffle and self.sample_weights is not None:  # a balanced sampler, with replacement
+            order = torch.multinomial(self.sample_weights.to(self.images.device), n,
+                                      replacement=True, generator=generator)
+        elif shuffle:
             order = torch.randperm(n, device=self.images.device, generator=generator)
         else:
             order = torch.arange(n, device=self.images.device)
@@ -69,6 +81,70 @@ class DeviceSplit:
                 index = index.tensor_split(ranks)[rank]
             images = self.images[index].to(self.device, non_blocking=True)
             yield images, self.labels[index.to(self.device)]
+
+
+class CacheRows:
+    """Some rows of a cache `.npy` file, read from the file on demand: `rows[index_tensor]` is
+    a uint8 tensor of those images. Reads go through the page cache, so what this process
+    holds is one batch, never the split: a dataset larger than memory still trains."""
+
+    def __init__(self, cache: np.memmap, rows: np.ndarray) -> None:
+        self.path, self.offset = str(cache.filename), int(cache.offset)
+        self.shape = tuple(cache.shape[1:])
+        self.row_bytes = int(np.prod(self.shape))
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.device = torch.device("cpu")
+        self.fd = os.open(self.path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
+        picks = self.rows[index.cpu().numpy()]
+        out = np.empty((len(picks), *self.shape), dtype=np.uint8)
+        for slot, row in enumerate(picks.tolist()):
+            got = os.preadv(self.fd, [out[slot].data.cast("B")],
+                            self.offset + row * self.row_bytes)
+            if got != self.row_bytes:
+                raise OSError(f"the cache file {self.path} is shorter than its header says; "
+                              "delete it and it is rebuilt")
+        return torch.from_numpy(out)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            os.close(self.fd)
+
+
+def memory_budget() -> int:
+    """Bytes the cached splits may take in memory: CNN_STUDIO_MEMORY_CAP (bytes, or with a
+    K/M/G suffix) when set, else half the memory available now (all of it, if unknown)."""
+    cap = os.environ.get("CNN_STUDIO_MEMORY_CAP", "").strip().upper()
+    if cap:
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(cap[-1:], 1)
+        try:
+            return int(float(cap.rstrip("KMGB") if scale > 1 else cap) * scale)
+        except ValueError:
+            raise ValueError(f"CNN_STUDIO_MEMORY_CAP={cap!r} is not a size such as 2G or "
+                             "500M.") from None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024 // 2
+    except (OSError, ValueError, IndexError):
+        pass
+    return 1 << 62
+
+
+def in_memory(cache: np.ndarray, rows: int) -> bool:
+    """Whether `rows` images of `cache` fit the memory budget (else they are read per batch)."""
+    return rows * int(np.prod(cache.shape[1:])) <= memory_budget()
+
+
+def split_images(cache: np.ndarray, index: np.ndarray, stream: bool) -> np.ndarray | CacheRows:
+    """The split's images: copied into memory, or (`stream`, a memory-mapped cache) a reader."""
+    if stream and isinstance(cache, np.memmap):
+        return CacheRows(cache, index)
+    return cache[index]
 
 
 def fits_on_device(nbytes: int, device: torch.device) -> bool:
@@ -136,6 +212,18 @@ def random_jitter(x: torch.Tensor, strength: float, generator: torch.Generator |
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * contrast.view(-1, 1, 1, 1) + mean
     return (x * brightness.view(-1, 1, 1, 1)).clamp_(0, 1)
+
+
+STATS_VALUES = 32_000_000  # pixel values read for the normalisation statistics, at most
+
+
+def stats_sample(index: np.ndarray, cache: np.ndarray) -> np.ndarray:
+    """The part of `index` channel_stats reads: every step-th, as channel_stats itself steps
+    (so its figures are unchanged), further apart for large images (at most STATS_VALUES
+    pixel values, so photo-sized data never loads a whole split for two numbers)."""
+    most = max(1, STATS_VALUES // int(np.prod(cache.shape[1:])))  # images within the budget
+    step = max(1, len(index) // 10_000, -(-len(index) // most))
+    return index[::step]
 
 
 def channel_stats(images: np.ndarray, sample: int = 10_000) -> tuple[list[float], list[float]]:

@@ -35,6 +35,7 @@ KEPT_ACROSS_RETRAINING = ("exports",)  # summary entries a resumed run must not 
 
 
 METRIC_BATCH_SECONDS = 1.0
+STEPS_PER_EPOCH = "steps_per_epoch"  # the metric row the live page counts steps with
 
 
 class StoreRecorder(Hooks):
@@ -44,6 +45,15 @@ class StoreRecorder(Hooks):
         self.store, self.run_id, self.heartbeat = store, run_id, heartbeat
         self.pending: list[tuple[int, float, str, float]] = []
         self.last_write = 0.0
+
+    def on_start(self, info: dict) -> None:
+        """The run's steps per epoch, as a row at its first step: the live page counts steps
+        with it, and the row's time starts the ETA before the first epoch ends."""
+        if info.get("steps_per_epoch"):
+            epoch = float(info.get("resumed_from_epoch", 0))
+            self.pending.append((info.get("start_step", 0), epoch, STEPS_PER_EPOCH,
+                                 float(info["steps_per_epoch"])))
+            self.write_pending()
 
     def on_step(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
         self.pending += [(step, epoch, name, value) for name, value in metrics.items()]

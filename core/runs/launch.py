@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 
 from core.config import TrainConfig
-from core.data.cache import default_image_size, load_cache
+from core.data.cache import dataset_resize, default_image_size, load_cache
 from core.data.dataset import load_dataset
 from core.runs.execute import RunHeartbeat, execute_run
 from core.runs.record import run_folder
@@ -139,7 +139,8 @@ def warm_cache(config: TrainConfig) -> None:
     as abandoned)."""
 
     dataset = load_dataset(config.data)
-    load_cache(dataset, config.image_size or default_image_size(dataset))
+    load_cache(dataset, config.image_size or default_image_size(dataset),
+               mode=dataset_resize(dataset, config.resize)[0])
 
 
 def torchrun_command(run_id: str, nproc: int) -> list[str]:

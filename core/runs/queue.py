@@ -61,9 +61,10 @@ def lock_path() -> Path:
 
 
 @contextmanager
-def worker_lock(block: bool = False):
-    """Hold the workspace's worker lock; yields False if another process holds it."""
-    handle = open(lock_path(), "a+")  # noqa: SIM115 (held across the yield)
+def worker_lock(block: bool = False, path: Path | None = None):
+    """Hold the workspace's worker lock (or the lock file `path`); yields False if another
+    process holds it."""
+    handle = open(path or lock_path(), "a+")  # noqa: SIM115 (held across the yield)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
     except BlockingIOError:
@@ -77,8 +78,8 @@ def worker_lock(block: bool = False):
         handle.close()
 
 
-def worker_alive() -> bool:
-    with worker_lock() as free:
+def worker_alive(path: Path | None = None) -> bool:
+    with worker_lock(path=path) as free:
         return not free
 
 

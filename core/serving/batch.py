@@ -39,9 +39,10 @@ def classify_archive(loaded: LoadedModel, source: Path | str | bytes | BinaryIO,
                      limits: IngestLimits | None = None) -> dict:
     """Classify every image in a zip (path, bytes or binary file object) or a folder.
 
-    Returns {rows: [{file, label, prob, top, true_label}], skipped: [{file, reason}],
-    labelled, accuracy, confusion, per_class, classes}; the last four scores are None when
-    no file sits in a folder named like one of the run's classes."""
+    Returns {rows: [{file, label, prob, top, unknown, score, true_label}], skipped:
+    [{file, reason}], unknown (how many rows are "none of the classes I know"), labelled,
+    accuracy, confusion, per_class, classes}; the last four scores are None when no file sits
+    in a folder named like one of the run's classes (they count every row, unknown or not)."""
     limits = limits or IngestLimits()
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(bytes(source))
@@ -50,8 +51,8 @@ def classify_archive(loaded: LoadedModel, source: Path | str | bytes | BinaryIO,
         check_total_size(listed, what, limits)
         plan, skipped = plan_files(listed, loaded.classes, limits)
         rows = classify_plan(loaded, plan, top_k, limits, skipped, progress)
-    return {"rows": rows, "skipped": skipped, "classes": list(loaded.classes)} \
-        | score(rows, loaded.classes)
+    return {"rows": rows, "skipped": skipped, "classes": list(loaded.classes),
+            "unknown": sum(1 for row in rows if row["unknown"])} | score(rows, loaded.classes)
 
 
 def plan_files(entries: list[Entry], classes: list[str], limits: IngestLimits,
@@ -77,11 +78,13 @@ def classify_plan(loaded: LoadedModel, plan: list[tuple[Entry, str | None]], top
     if progress:
         progress(0, len(plan))
     done = 0
-    for batch in decoded_batches(plan, limits, skipped):
+    for batch in decoded_batches(plan, limits, skipped, loaded.card["image_size"]):
         images = [image for _, _, image in batch]
-        for (entry, label, _), top in zip(batch, loaded.top_k(images, top_k), strict=True):
+        for (entry, label, _), answer in zip(batch, loaded.predict(images, top_k), strict=True):
+            top = answer["top"]
             rows.append({"file": entry.name, "label": top[0]["label"], "prob": top[0]["prob"],
-                         "top": top, "true_label": label})
+                         "top": top, "unknown": answer["unknown"], "score": answer["score"],
+                         "true_label": label})
         done += len(batch)
         if progress:
             progress(done, len(plan))
@@ -89,12 +92,14 @@ def classify_plan(loaded: LoadedModel, plan: list[tuple[Entry, str | None]], top
 
 
 def decoded_batches(plan: list[tuple[Entry, str | None]], limits: IngestLimits,
-                    skipped: list[dict],
+                    skipped: list[dict], draft_to: int | None = None,
                     ) -> Iterator[list[tuple[Entry, str | None, Image.Image]]]:
+    """Batches of decoded images; with `draft_to` (the model's input size) decoded as the
+    training cache decodes them."""
     batch = []
     for entry, label in plan:
         try:
-            image = decode_image(read_entry(entry), limits.max_pixels)
+            image = decode_image(read_entry(entry), limits.max_pixels, draft_to)
         except ImageRejected as error:
             skipped.append({"file": entry.name, "reason": error.reason})
             continue
@@ -123,15 +128,17 @@ def score(rows: list[dict], classes: list[str]) -> dict:
 
 
 def rows_to_csv(rows: list[dict]) -> str:
-    """One line per image: file, predicted label, its probability, true label, correct, and
-    the top-k as `label:prob` pairs separated by `;`."""
+    """One line per image: file, predicted label, its probability, true label, correct,
+    unknown (true: like none of the classes), and the top-k as `label:prob` pairs separated
+    by `;`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "label", "prob", "true_label", "correct", "top"])
+    writer.writerow(["file", "label", "prob", "true_label", "correct", "unknown", "top"])
     for row in rows:
         truth = row.get("true_label")
         correct = "" if truth is None else str(truth == row["label"]).lower()
         top = ";".join(f"{item['label']}:{item['prob']:.4f}" for item in row.get("top", []))
+        unknown = str(bool(row.get("unknown"))).lower()
         writer.writerow([row["file"], row["label"], f"{row['prob']:.4f}", truth or "", correct,
-                         top])
+                         unknown, top])
     return buffer.getvalue()

@@ -32,7 +32,8 @@ from models import create_model
 
 log = logging.getLogger(__name__)
 FORMATS = ("onnx", "torchscript", "safetensors")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors",
+            "package": ".zip"}  # the package: core.serving.package
 OPSET = 18
 PARITY_IMAGES = 64
 PARITY_TOLERANCE = 1e-3  # max abs difference of logits between PyTorch and the export
@@ -211,11 +212,11 @@ def validation_images(card: dict, limit: int) -> np.ndarray | None:
         return None
     size = card["image_size"]
     try:
-        path = cache_path(dataset, size)
+        path = cache_path(dataset, size, card.get("resize") or "crop")
         if path.exists():
             return np.asarray(np.load(path, mmap_mode="r")[index])
         files = [str(dataset.folder / dataset.items[i].file) for i in index]
-        return decode_files(files, size, dataset.channels)
+        return decode_files(files, size, dataset.channels, card.get("resize") or "crop")
     except (OSError, ValueError):
         return None
 
@@ -248,13 +249,16 @@ def model_card(loaded: LoadedModel, run: dict, fmt: str, path: Path, parity: dic
         "format": fmt, "file": path.name, "run_id": run["run_id"], "run_name": run["name"],
         **{key: card.get(key) for key in ("model", "spec", "classes", "in_chans", "image_size",
                                           "mean", "std", "data", "content_hash")},
+        "resize": card.get("resize") or "crop",  # core.data.transforms.fit_image's mode
         "input": {"name": "input", "shape": ["batch", channels, size, size],
                   "dtype": "float32", "layout": "NCHW (channels_first)"},
         "output": {"name": "logits", "shape": ["batch", len(classes)],
-                   "meaning": "unnormalised class scores in `classes` order; softmax them"},
+                   "meaning": "unnormalised class scores in `classes` order; "
+                              "softmax(logits / temperature) for calibrated probabilities"},
+        "temperature": loaded.temperature, "unknown": card.get("unknown"),
         "preprocessing": {
             "color": "grayscale (L)" if channels == 1 else "RGB",
-            "resize": f"shorter side to {size} px (bilinear), then centre crop {size}x{size}",
+            "resize": resize_description(card.get("resize") or "crop", size),
             "pixel_scale": "uint8 / 255, so 0..1", "normalise": "(x - mean) / std per channel",
             "mean": card["mean"], "std": card["std"], "channels_first": True},
         "metrics": {"best_val_acc": run.get("best_val_acc"), "test_acc": run.get("test_acc"),
@@ -265,6 +269,14 @@ def model_card(loaded: LoadedModel, run: dict, fmt: str, path: Path, parity: dic
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **{key: value for key, value in details.items() if key != "dynamo_error"},
     }
+
+
+def resize_description(mode: str, size: int) -> str:
+    """How core.data.transforms.fit_image makes a square of `size` in `mode`, for a consumer."""
+    return {"crop": f"shorter side to {size} px (bilinear), then centre crop {size}x{size}",
+            "squish": f"stretch to {size}x{size} (bilinear)",
+            "pad": f"longer side to {size} px (bilinear), centred on a black {size}x{size} "
+                   "square"}[mode]
 
 
 def record_export(store: Store, run_id: str, result: dict) -> None:

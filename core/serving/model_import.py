@@ -69,7 +69,7 @@ def write_run_files(folder: Path, config: TrainConfig, card: dict,
     write_json_atomic(folder / CONFIG, config.to_dict())
     save_tensors_atomic(weights_file(folder), {f"model.{k}": v for k, v in state.items()})
     write_json_atomic(folder / MODEL_CARD, {key: card.get(key) for key in (
-        *CARD_KEYS, "data", "content_hash", "spec")})
+        *CARD_KEYS, "data", "content_hash", "spec")} | {"resize": card.get("resize") or "crop"})
 
 
 def read_card(card: dict | Path | str | bytes) -> dict:

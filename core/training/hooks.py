@@ -69,31 +69,76 @@ class LogFile(Hooks):
 
 
 class ProgressBar(Hooks):
-    """A tqdm bar on stderr for the command line."""
+    """Progress on stderr for the command line, counted in steps so that the first epoch of a
+    large dataset shows movement and an ETA within seconds: a tqdm bar on a terminal, a plain
+    line every LINE_SECONDS otherwise (a log file, CI). stdout (`--json`) stays untouched."""
 
-    def __init__(self, total_epochs: int) -> None:
+    LINE_SECONDS = 5.0
+
+    def __init__(self, total_epochs: int, stream=None) -> None:
         self.total_epochs = total_epochs
+        self.stream = stream or sys.stderr
         self.bar = None
+        self.steps_per_epoch = 1
+        self.start = self.last_line = 0.0
+        self.start_position = 0
 
     def on_start(self, info: dict) -> None:
-        from tqdm import tqdm
+        self.close()  # a retry after running out of memory starts again at a smaller batch
+        self.steps_per_epoch = max(1, int(info.get("steps_per_epoch") or 1))
+        self.start_position = info.get("resumed_from_epoch", 0) * self.steps_per_epoch
+        self.start = self.last_line = time.monotonic()
+        if self.stream.isatty():
+            from tqdm import tqdm
 
-        self.bar = tqdm(total=self.total_epochs, initial=info.get("resumed_from_epoch", 0),
-                        unit="epoch", file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=self.total_steps, initial=self.start_position, unit="step",
+                            file=self.stream, dynamic_ncols=True)
+
+    @property
+    def total_steps(self) -> int:
+        return self.total_epochs * self.steps_per_epoch
 
     def on_step(self, step: int, epoch: float, metrics: dict[str, float]) -> None:
+        position = min(self.total_steps, round(epoch * self.steps_per_epoch))
+        status = (f"epoch {epoch:.2f}/{self.total_epochs} loss {metrics['loss']:.4f} "
+                  f"{metrics['images_per_s']:,.0f} img/s")
         if self.bar is not None:
-            self.bar.set_postfix_str(f"loss {metrics['loss']:.4f} "
-                                     f"{metrics['images_per_s']:.0f} img/s", refresh=True)
+            self.bar.update(position - self.bar.n)
+            self.bar.set_postfix_str(status, refresh=True)
+        elif time.monotonic() - self.last_line >= self.LINE_SECONDS:
+            self.last_line = time.monotonic()
+            eta = eta_seconds(position - self.start_position, self.total_steps - position,
+                              self.last_line - self.start)
+            print(f"step {position:,}/{self.total_steps:,} {status}"
+                  + (f" ETA {clock(eta)}" if eta is not None else ""), file=self.stream,
+                  flush=True)
 
     def on_epoch(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
+        line = f"epoch {epoch}: {format_metrics(metrics)}"
         if self.bar is not None:
-            self.bar.update(1)
-            self.bar.write(f"epoch {epoch}: {format_metrics(metrics)}", file=sys.stderr)
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def on_end(self, result: dict) -> None:
+        self.close()
+
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+
+
+def eta_seconds(done: float, left: float, seconds: float) -> float | None:
+    """Seconds left at the rate so far (None before anything was done)."""
+    return left * seconds / done if done > 0 and seconds > 0 else None
+
+
+def clock(seconds: float) -> str:
+    """3725 → "1:02:05", 65 → "1:05"."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

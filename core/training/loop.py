@@ -20,7 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from core.config import TrainConfig
+from core.data.balance import balanced_accuracy
 from core.data.loader import Augment, to_model_input
+from core.training.after_fit import calibrate_run
 from core.training.checkpoint import (
     has_checkpoint,
     load_checkpoint,
@@ -30,6 +32,7 @@ from core.training.checkpoint import (
 from core.training.device import compile_mode
 from core.training.evaluate import evaluate, per_class_metrics
 from core.training.hooks import HookList, Hooks
+from core.training.lr_find import resolve_auto_lr
 from core.training.prepare import PreparedRun, attach, prepare
 from core.training.ranks import is_main
 from core.training.run_files import TEST_CONFUSION
@@ -71,6 +74,7 @@ def fit(config: TrainConfig, run_dir: Path, hooks: Hooks | Iterable[Hooks] = (),
     config.validate()
     if is_main():  # under torchrun, rank 0 alone writes the run folder
         remove_partial_writes(run_dir)  # temp files of a write that a kill cut short
+    lr_auto = resolve_auto_lr(config, run_dir)  # `lr` auto: the range test first
     prepared = prepare(config, run_dir)
     attach(prepared, config)  # one rank of several (torchrun): DDP, this rank's share of batches
     progress = Progress()
@@ -78,7 +82,9 @@ def fit(config: TrainConfig, run_dir: Path, hooks: Hooks | Iterable[Hooks] = (),
         saved = load_checkpoint(run_dir, "last", prepared.model, prepared.optimizer,
                                 ema=prepared.ema)
         progress = Progress(**saved["progress"])
-    hooks.on_start(prepared.describe() | {"resumed_from_epoch": progress.epoch})
+    hooks.on_start(prepared.describe() | {"resumed_from_epoch": progress.epoch,
+                                          "start_step": progress.step, "epochs": config.epochs,
+                                          "lr": config.peak_lr()})
     status, reason = "completed", None
     loop_start = time.perf_counter()
     try:
@@ -89,6 +95,8 @@ def fit(config: TrainConfig, run_dir: Path, hooks: Hooks | Iterable[Hooks] = (),
         status, reason = "failed", str(error)
     train_seconds = time.perf_counter() - loop_start
     result = finish(config, prepared, progress, run_dir, status, reason, train_seconds)
+    if lr_auto is not None:
+        result["lr_auto"] = lr_auto
     hooks.on_end(result)
     return result
 
@@ -100,7 +108,7 @@ def run_epochs(config: TrainConfig, prepared: PreparedRun, progress: Progress, h
         train_metrics = train_one_epoch(config, prepared, progress, hooks)
         val = prepared.ranks.from_main(lambda: evaluate(  # several ranks: rank 0's, broadcast
             prepared.eval_model, prepared.val, prepared.mean, prepared.std,
-            tta_flip=config.tta_flip,
+            tta_flip=prepared.tta_flip,
             num_classes=prepared.num_classes, autocast=prepared.autocast))
         if not math.isfinite(val["loss"]):  # weights went bad on a step whose loss looked fine
             raise NonFiniteLoss(
@@ -154,7 +162,7 @@ def train_one_epoch(config: TrainConfig, prepared: PreparedRun, progress: Progre
     # dropout; per epoch, so a resume replays it, and per rank, so ranks draw different masks
     torch.manual_seed(epoch_seed(config.seed, epoch) * ranks.world_size + ranks.rank)
     generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch))
-    augment = Augment(config.flip, config.pad_crop, config.jitter,
+    augment = Augment(prepared.flip, config.pad_crop, config.jitter,
                       share=(ranks.rank, ranks.world_size))
     peak_lr = config.peak_lr()
     prepared.train_mode(backbone_frozen=epoch < config.freeze_epochs)
@@ -171,7 +179,8 @@ def train_one_epoch(config: TrainConfig, prepared: PreparedRun, progress: Progre
         x = to_model_input(images, prepared.mean, prepared.std, augment, generator)
         with prepared.autocast():
             logits = prepared.forward(x)
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+            loss = F.cross_entropy(logits.float(), labels, weight=prepared.class_weights,
+                                   label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -238,8 +247,9 @@ def finish(config: TrainConfig, prepared: PreparedRun, progress: Progress, run_d
         "best_epoch": progress.best_epoch, "test_acc": None,
         "train_seconds": train_seconds, "train_images_per_s": steady_throughput(progress),
         "params": prepared.params, "flops": prepared.flops, "image_size": prepared.image_size,
-        "batch_size": prepared.batch_size, "compile_mode": compile_mode(prepared.forward),
-        "environment": environment(prepared.device),
+        "batch_size": prepared.batch_size, "lr": config.peak_lr(),
+        "compile_mode": compile_mode(prepared.forward),
+        "environment": environment(prepared.device), **prepared.data_fit(),
     }
     if prepared.device.type == "cuda":
         result["peak_gpu_mem_gb"] = torch.cuda.max_memory_allocated(prepared.device) / GiB
@@ -248,14 +258,16 @@ def finish(config: TrainConfig, prepared: PreparedRun, progress: Progress, run_d
     if has_checkpoint(run_dir, "best") and len(prepared.test) and prepared.ranks.is_main:
         load_checkpoint(run_dir, "best", prepared.model)
         test = evaluate(prepared.model, prepared.test, prepared.mean, prepared.std,
-                        tta_flip=config.tta_flip,
+                        tta_flip=prepared.tta_flip,
                         num_classes=prepared.num_classes, autocast=prepared.autocast)
         result.update(test_acc=test["acc"], test_loss=test["loss"])
         if prepared.num_classes >= TOP5_MIN_CLASSES:
             result["test_top5"] = test["top5"]
         result["per_class"] = per_class_metrics(test["confusion"], prepared.classes)
+        result["balanced_acc"] = balanced_accuracy(test["confusion"])
         np.save(run_dir / TEST_CONFUSION, test["confusion"])
         result["confusion"] = test["confusion"].tolist()
+        result |= calibrate_run(config, prepared, run_dir)  # temperature, unknown-input detector
     return result
 
 

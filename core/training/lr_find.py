@@ -7,8 +7,10 @@ rate sits where the loss falls fastest, well before the minimum.
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,23 +18,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.config import TrainConfig
+from core.config import AUTO_LR, DEFAULT_LR, TrainConfig
 from core.data.loader import Augment, to_model_input
+from core.training.model_card import read_model_card
 from core.training.prepare import prepare
+
+log = logging.getLogger(__name__)
 
 SMOOTHING = 0.9  # exponential moving average of the loss, as fastai does
 DIVERGE_FACTOR = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum
+AUTO_LR_SECONDS = 30.0  # the time budget of the range test that `--lr auto` runs first
 
 
 def lr_find(config: TrainConfig, *, start_lr: float = 1e-6, end_lr: float = 10.0,
-            steps: int = 80) -> dict:
-    """Return {"lrs", "losses" (smoothed), "suggestion"} for `config`'s model and data."""
-    config = replace(config, epochs=1)
+            steps: int = 80, budget_seconds: float | None = None) -> dict:
+    """Return {"lrs", "losses" (smoothed), "suggestion", "seconds"} for `config`'s model and
+    data. With `budget_seconds` the test ends when that time is spent (the suggestion then comes
+    from the steps it took)."""
+    started = time.perf_counter()
+    config = replace(config, epochs=1, lr=None)
     with tempfile.TemporaryDirectory() as scratch:
         prepared = prepare(config, Path(scratch))
     model, optimizer = prepared.model, prepared.optimizer
     generator = torch.Generator(device=prepared.device).manual_seed(config.seed)
-    augment = Augment(config.flip, config.pad_crop, config.jitter)
+    augment = Augment(prepared.flip, config.pad_crop, config.jitter)
     ratio = (end_lr / start_lr) ** (1 / max(1, steps - 1))
     lrs, losses, smoothed, best = [], [], 0.0, math.inf
     model.train()
@@ -56,7 +65,37 @@ def lr_find(config: TrainConfig, *, start_lr: float = 1e-6, end_lr: float = 10.0
         best = min(best, debiased)
         if step + 1 >= steps or debiased > DIVERGE_FACTOR * best:
             break
-    return {"lrs": lrs, "losses": losses, "suggestion": suggest_lr(lrs, losses)}
+        if budget_seconds is not None and time.perf_counter() - started > budget_seconds:
+            break
+    return {"lrs": lrs, "losses": losses, "suggestion": suggest_lr(lrs, losses),
+            "seconds": time.perf_counter() - started}
+
+
+def two_digits(value: float) -> float:
+    """A learning rate rounded to two significant digits (0.0031234 → 0.0031)."""
+    return float(f"{value:.2g}")
+
+
+def resolve_auto_lr(config: TrainConfig, run_dir: Path) -> dict | None:
+    """For `lr` auto: set `config.lr` to the range test's suggestion (two significant digits),
+    or to the rate an earlier start of this run found (a resume trains at the same rate).
+    Returns what was found (None when the config does not ask for auto)."""
+    if config.lr != AUTO_LR:
+        return None
+    try:
+        config.lr = float(read_model_card(run_dir)["lr"])
+        return {"lr": config.lr, "resumed": True}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found = lr_find(config, budget_seconds=AUTO_LR_SECONDS)
+    suggestion = found["suggestion"]
+    config.lr = two_digits(suggestion) if suggestion else DEFAULT_LR[config.optimizer]
+    note = None if suggestion else (f"the range test took too few steps to suggest a rate; "
+                                    f"trained at {config.optimizer}'s default")
+    if note:
+        log.warning(note)
+    return {"lr": config.lr, "suggestion": suggestion, "steps": len(found["lrs"]),
+            "seconds": round(found["seconds"], 2), "note": note}
 
 
 def endless(split, batch_size: int, generator: torch.Generator):

@@ -14,9 +14,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from core.config import AUTO_BATCH, TrainConfig
-from core.data.cache import default_image_size, load_cache
+from core.data.balance import class_weights, imbalance, sample_weights
+from core.data.cache import dataset_resize, default_image_size, load_cache
 from core.data.dataset import Dataset, load_dataset
-from core.data.loader import DeviceSplit, channel_stats
+from core.data.loader import DeviceSplit, channel_stats, in_memory, split_images, stats_sample
+from core.data.mirror import resolve_flip
 from core.training.batch_size import auto_batch_size
 from core.training.device import (
     CompiledForward,
@@ -41,7 +43,7 @@ from core.training.ranks import (
 from core.training.run_files import MODEL_CARD, weights_file
 from core.training.schedule import steps_per_epoch
 from core.training.transfer import load_matching_weights
-from core.workspace import runs_dir
+from core.workspace import home, runs_dir
 from models import PRETRAINED_NAME, create_model, model_profile
 from models.pretrained import freeze_backbone, pretrained_data_config
 
@@ -67,6 +69,14 @@ class PreparedRun:
     batch_size: int  # the batch the run trains with (auto resolved)
     ema: WeightEMA | None = None  # the weights' moving average, when the config asks for one
     ranks: SingleProcess = SINGLE_PROCESS  # the loop's collectives (attach, below)
+    flip: bool = True  # the run's flip, `auto` decided from the data (core.data.mirror)
+    flip_reason: str = ""
+    tta_flip: bool = False  # flip test-time augmentation: asked for, and the run flips
+    resize: str = "crop"  # the resize mode (core.data.transforms), `auto` resolved
+    resize_reason: str = ""
+    class_weights: torch.Tensor | None = None  # the loss's, when the config balances by weights
+    balance: str = "none"
+    imbalance_ratio: float | None = None  # largest / smallest class, when over 3× (else None)
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -97,7 +107,14 @@ class PreparedRun:
         return {"device": str(self.device), "model": self.model.__class__.__name__,
                 "params": self.params, "image_size": self.image_size,
                 "batch_size": self.batch_size, "compile_mode": compile_mode(self.forward),
-                "train": len(self.train), "val": len(self.val), "test": len(self.test)}
+                "steps_per_epoch": self.steps_per_epoch, "train": len(self.train),
+                "val": len(self.val), "test": len(self.test), **self.data_fit()}
+
+    def data_fit(self) -> dict:
+        """The choices made from the data, for the result and the model card."""
+        return {"flip": self.flip, "flip_reason": self.flip_reason, "tta_flip": self.tta_flip,
+                "resize": self.resize, "resize_reason": self.resize_reason,
+                "balance": self.balance, "imbalance_ratio": self.imbalance_ratio}
 
 
 def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
@@ -107,28 +124,39 @@ def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
     torch.manual_seed(config.seed)
     dataset = load_dataset(config.data)
     size = config.image_size or default_image_size(dataset)
-    images = load_cache(dataset, size)
+    resize, resize_reason = dataset_resize(dataset, config.resize)
+    images = load_cache(dataset, size, mode=resize)
     labels = np.array([item.label for item in dataset.items], dtype=np.int64)
     splits = {name: np.array(dataset.indices(name), dtype=np.int64)
               for name in ("train", "val", "test")}
     mean, std = normalisation(config, dataset, images, splits["train"])
     model = build_model(config, dataset, size).to(device, memory_format=torch.channels_last)
     profile = model_profile(model, in_chans=dataset.channels, image_size=size)
-    train = DeviceSplit(images[splits["train"]], labels[splits["train"]], device)
-    val = DeviceSplit(images[splits["val"]], labels[splits["val"]], device)
-    test = DeviceSplit(images[splits["test"]], labels[splits["test"]], device)
+    stream = not in_memory(images, len(images))  # larger than memory: read per batch
+    train, val, test = (DeviceSplit(split_images(images, splits[name], stream),
+                                    labels[splits[name]], device)
+                        for name in ("train", "val", "test"))
+    train_labels, classes = labels[splits["train"]], len(dataset.classes)
+    if config.balance == "sampler":
+        train.sample_weights = torch.from_numpy(sample_weights(train_labels, classes))
+    weights = torch.from_numpy(class_weights(train_labels, classes)).to(device) \
+        if config.balance == "weights" else None
     autocast = autocast_for(device, config.precision)
     if config.batch_size == AUTO_BATCH:
         config.batch_size = saved_batch_size(run_dir) or auto_batch_size(
             config, model, device, in_chans=dataset.channels, image_size=size,
             num_classes=len(dataset.classes), autocast=autocast, train_size=len(train),
             precision=resolved_precision(device, config.precision))
+    flip, flip_reason = resolve_flip(config.flip, dataset)
+    data_fit = {"flip": flip, "flip_reason": flip_reason, "tta_flip": config.tta_flip and flip,
+                "resize": resize, "resize_reason": resize_reason, "balance": config.balance,
+                "imbalance_ratio": (imbalance(dataset) or {}).get("ratio")}
     if is_main():  # under torchrun, rank 0 alone writes the run folder
-        write_model_card(run_dir, config, dataset, size, mean, std)
+        write_model_card(run_dir, config, dataset, size, mean, std, data_fit)
     forward = model
     if config.compile:
         forward = CompiledForward(model, compile_modes(device, size))
-    return PreparedRun(
+    return PreparedRun(**data_fit, class_weights=weights,
         device=device, dataset=dataset, image_size=size, train=train, val=val, test=test,
         mean=torch.tensor(mean, device=device), std=torch.tensor(std, device=device),
         model=model, optimizer=make_optimizer(config, model), autocast=autocast,
@@ -154,12 +182,13 @@ def normalisation(config: TrainConfig, dataset: Dataset, images: np.ndarray,
         if dataset.channels == 1:
             return [sum(mean) / 3], [sum(std) / 3]
         return mean, std
-    return channel_stats(images[np.sort(train_index)])
+    return channel_stats(images[stats_sample(np.sort(train_index), images)])
 
 
 def build_model(config: TrainConfig, dataset: Dataset, size: int) -> torch.nn.Module:
     model = create_model(config.extra.get("spec") or config.model, in_chans=dataset.channels,
-                         num_classes=len(dataset.classes), image_size=size)
+                         num_classes=len(dataset.classes), image_size=size,
+                         weights=config.weights, cache_dir=home() / "weights")
     if config.init_from:
         source = runs_dir() / config.init_from
         same_classes = (source / MODEL_CARD).exists() and \

@@ -78,7 +78,7 @@ def speed_run(dataset: Dataset) -> dict:
         "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
         "schedule": "onecycle", "warmup_epochs": 0.0, "label_smoothing": 0.2,
         "image_size": None if image_size == size else image_size,
-        "flip": True, "pad_crop": max(1, round(image_size / 16)), "jitter": 0.0,
+        "flip": "auto", "pad_crop": max(1, round(image_size / 16)), "jitter": 0.0,
         "tta_flip": True, "ema_decay": None, "patience": 0, "precision": "auto",
         "compile": cuda_available(), "freeze_epochs": 0, "init_from": None,
     }
@@ -103,7 +103,7 @@ def cpu_quick(dataset: Dataset) -> dict:
         "optimizer": "adamw", "lr": None, "weight_decay": 5e-4,
         "schedule": "onecycle", "warmup_epochs": 0.0, "label_smoothing": 0.0,
         "image_size": None if image_size == size else image_size,
-        "flip": True, "pad_crop": max(1, round(image_size / 16)), "jitter": 0.0,
+        "flip": "auto", "pad_crop": max(1, round(image_size / 16)), "jitter": 0.0,
         "tta_flip": True, "ema_decay": None, "patience": 0, "precision": "auto",
         "compile": False, "freeze_epochs": 0, "init_from": None,
     }

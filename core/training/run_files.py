@@ -10,6 +10,9 @@ MODEL_CARD = "model.json"  # what inference needs to rebuild the model (training
 LOG = "log.txt"  # one line per epoch, notes, the traceback of a failure
 TORCHRUN_LOG = "torchrun.log"  # the output of a multi-GPU run's torchrun job
 TEST_CONFUSION = "confusion_test.npy"  # the best checkpoint's confusion matrix on the test split
+CALIBRATION = "calibration.json"  # temperature, ECE, reliability bins, the unknown detector
+FEATURE_BANK = "features_train.npy"  # normalised penultimate features of training images (kNN)
+PREDICTIONS = "predictions.npz"  # per-image val and test predictions of the best checkpoint
 BEST, LAST = "best", "last"  # the checkpoints: best validation accuracy, and the latest epoch
 
 

@@ -70,11 +70,14 @@ def many_tab(run: dict, model: LoadedModel) -> None:
 
 def show_result(name: str, result: dict) -> None:
     rows, skipped = result["rows"], result["skipped"]
-    cols = st.columns(4)
+    cols = st.columns(5)
     cols[0].metric("Images classified", f"{len(rows):,}")
-    cols[1].metric("Skipped", f"{len(skipped):,}")
-    cols[2].metric("With a known class folder", f"{result['labelled']:,}")
-    cols[3].metric("Accuracy", pct(result["accuracy"]))
+    cols[1].metric("None of the classes I know", f"{result.get('unknown', 0):,}",
+                   help="images that look like none of the training images (the run's "
+                        "unknown-input detector); their guesses are in the table all the same")
+    cols[2].metric("Skipped", f"{len(skipped):,}")
+    cols[3].metric("With a known class folder", f"{result['labelled']:,}")
+    cols[4].metric("Accuracy", pct(result["accuracy"]))
     stem = PurePosixPath(name).stem or "images"
     st.download_button("Download the predictions (CSV)", rows_to_csv(rows),
                        file_name=f"{stem}-predictions.csv", mime="text/csv", key="many_csv",
@@ -87,12 +90,12 @@ def show_result(name: str, result: dict) -> None:
     else:
         scored(result)
     if rows:
-        st.dataframe(prediction_rows(rows), hide_index=True, use_container_width=True,
+        st.dataframe(prediction_rows(rows), hide_index=True, width="stretch",
                      column_config={"probability": st.column_config.ProgressColumn(
                          "probability", format="percent", min_value=0.0, max_value=1.0)})
     if skipped:
         with st.expander(f"Skipped files ({len(skipped)})"):
-            st.dataframe(skipped, hide_index=True, use_container_width=True,
+            st.dataframe(skipped, hide_index=True, width="stretch",
                          column_config={"file": "File", "reason": "Why it was skipped"})
 
 
@@ -105,7 +108,7 @@ def scored(result: dict) -> None:
         [{"class": row["class"], "images": row["support"], "accuracy": row["accuracy"],
           "precision": row["precision"], "F1": row["f1"]}
          for row in result["per_class"] if row["support"]],
-        hide_index=True, use_container_width=True,
+        hide_index=True, width="stretch",
         column_config={key: st.column_config.NumberColumn(key, format="percent")
                        for key in ("accuracy", "precision", "F1")})
 
@@ -114,7 +117,9 @@ def prediction_rows(rows: list[dict]) -> list[dict]:
     table = []
     for row in rows:
         truth = row["true_label"]
-        table.append({"file": row["file"], "predicted": row["label"], "probability": row["prob"],
+        table.append({"file": row["file"], "predicted": row["label"],
+                      "known": "no: none of the classes" if row.get("unknown") else "yes",
+                      "probability": row["prob"],
                       "true class": truth or "", "correct": "" if truth is None else
                       ("yes" if truth == row["label"] else "no"),
                       "top 3": ", ".join(f"{t['label']} {t['prob']:.0%}" for t in row["top"])})

@@ -7,11 +7,11 @@ from collections.abc import Callable
 import streamlit as st
 
 from core.data import catalog
-from core.data.dataset import Dataset, list_datasets
+from core.data.dataset import list_datasets
+from core.runs.imports import submit_demo, submit_entries, submit_zip
 from core.workspace import safe_name
 from pages.ui.common import IMAGE_TYPES, plain, user_errors
-
-REPORT_KEY = "import_report"
+from pages.ui.import_jobs import import_notices
 
 
 def split_settings(key: str) -> tuple[float, float]:
@@ -22,21 +22,12 @@ def split_settings(key: str) -> tuple[float, float]:
     return val, test
 
 
-def run_import(label: str, make: Callable[[Callable[[int, int], None]], Dataset]) -> None:
-    """Call an importer with a progress bar; on success remember its report and show the new
-    dataset below."""
-    bar = st.progress(0.0, text=f"{label}…")
-
-    def progress(done: int, total: int) -> None:
-        bar.progress(min(1.0, done / total) if total else 0.0, text=f"{label}: {done}/{total}")
-
+def queue_import(submit: Callable[[], str]) -> None:
+    """Queue an import for the background worker; its notice above then shows its progress.
+    It goes on when the user leaves the page, reloads it or the server restarts."""
     with user_errors("import the dataset"):
-        dataset = make(progress)
-        st.session_state[REPORT_KEY] = dataset.summary()
-        st.session_state["dataset_pick"] = dataset.name
-        bar.empty()
+        submit()
         st.rerun()
-    bar.empty()
 
 
 def zip_tab() -> None:
@@ -47,8 +38,8 @@ def zip_tab() -> None:
     val, test = split_settings("zip")
     if st.button("Import zip", type="primary", disabled=upload is None, key="zip_go"):
         chosen = name.strip() or safe_name(upload.name)
-        run_import("Importing", lambda progress: catalog.import_path(
-            upload, chosen, val=val, test=test, progress=progress))
+        upload.seek(0)
+        queue_import(lambda: submit_zip(upload, chosen, val=val, test=test))
 
 
 def folder_tab() -> None:
@@ -63,15 +54,14 @@ def folder_tab() -> None:
                      "are unknown. Upload a zip of the folder instead, or use Class by class.")
             return
         chosen = name.strip() or "my-dataset"
-        run_import("Importing", lambda progress: catalog.import_uploads(
-            entries, chosen, val=val, test=test, progress=progress))
+        queue_import(lambda: submit_entries(entries, chosen, val=val, test=test))
 
 
 def class_by_class_tab() -> None:
     st.caption("Name a class and drop its images; add as many classes as you need.")
     ids: list[int] = st.session_state.setdefault("tm_classes", [0, 1])
     for class_id in list(ids):
-        with st.container(border=True):
+        with st.container(border=True, key=f"tm_class_{class_id}"):
             cols = st.columns([3, 1])
             cols[0].text_input("Class name", key=f"tm_name_{class_id}",
                                placeholder=f"class {ids.index(class_id) + 1}")
@@ -80,6 +70,7 @@ def class_by_class_tab() -> None:
                 st.rerun()
             st.file_uploader("Images of this class", type=IMAGE_TYPES,
                              accept_multiple_files=True, key=f"tm_files_{class_id}")
+            webcam_shots(class_id)
     if st.button("Add a class", key="tm_add", icon=":material/add:"):
         ids.append(max(ids) + 1)
         st.rerun()
@@ -89,8 +80,30 @@ def class_by_class_tab() -> None:
         entries = class_entries(ids)
         if entries is not None:
             chosen = name.strip() or "my-classes"
-            run_import("Importing", lambda progress: catalog.import_uploads(
-                entries, chosen, val=val, test=test, progress=progress))
+            queue_import(lambda: submit_entries(entries, chosen, val=val, test=test))
+
+
+def keep_shot(class_id: int) -> None:
+    """Each new webcam picture joins the class (the camera widget holds only the last one)."""
+    shot = st.session_state.get(f"tm_camera_{class_id}")
+    if shot is not None:
+        st.session_state.setdefault(f"tm_shots_{class_id}", []).append(shot.getvalue())
+
+
+def webcam_shots(class_id: int) -> None:
+    """Pictures from the webcam, as Teachable Machine takes them: one per click."""
+    shots = st.session_state.get(f"tm_shots_{class_id}") or []
+    if not st.toggle("Take pictures with the webcam", key=f"tm_camera_on_{class_id}"):
+        if shots:
+            st.caption(f"{len(shots)} webcam picture(s) in this class.")
+        return
+    st.camera_input("Take a picture (each one joins this class)", key=f"tm_camera_{class_id}",
+                    on_change=keep_shot, args=(class_id,))
+    cols = st.columns([3, 1])
+    cols[0].caption(f"{len(shots)} webcam picture(s) in this class.")
+    if shots and cols[1].button("Clear them", key=f"tm_shots_clear_{class_id}"):
+        st.session_state[f"tm_shots_{class_id}"] = []
+        st.rerun()
 
 
 def class_entries(ids: list[int]) -> list[tuple[str, bytes]] | None:
@@ -99,7 +112,8 @@ def class_entries(ids: list[int]) -> list[tuple[str, bytes]] | None:
     for class_id in ids:
         label = st.session_state.get(f"tm_name_{class_id}", "").strip()
         files = st.session_state.get(f"tm_files_{class_id}") or []
-        if not files:
+        shots = st.session_state.get(f"tm_shots_{class_id}") or []
+        if not files and not shots:
             continue
         if not label or "/" in label or "\\" in label or label in (".", ".."):
             st.error("Give every class that has images a name (without / or \\).")
@@ -110,6 +124,7 @@ def class_entries(ids: list[int]) -> list[tuple[str, bytes]] | None:
             return None
         seen.add(label)
         entries += [(f"{label}/{file.name}", file.getvalue()) for file in files]
+        entries += [(f"{label}/webcam-{index:03d}.jpg", shot) for index, shot in enumerate(shots)]
     if len(seen) < 2:
         st.error("Add images to at least two classes: a classifier needs two to tell apart.")
         return None
@@ -123,30 +138,21 @@ def builtin_tab() -> None:
         cols[0].markdown(f"**{kind}** — {description}")
         added = kind in existing
         if cols[1].button("Added" if added else "Add", key=f"demo_{kind}", disabled=added,
-                          use_container_width=True):
-            run_import(f"Writing {kind}", lambda progress, kind=kind: catalog.add_demo(
-                kind, kind, progress=progress))
-
-
-def import_report() -> None:
-    """What the last import kept and dropped, shown once after it finished."""
-    report = st.session_state.pop(REPORT_KEY, None)
-    if not report:
-        return
-    dropped = report["dropped"]
-    st.success(f"Imported {plain(report['name'])}: {report['kept']} images in "
-               f"{len(report['classes'])} classes"
-               + (f"; dropped {len(dropped)} file(s), listed below." if dropped else "."))
-    if dropped:
-        st.dataframe(dropped, hide_index=True, use_container_width=True,
-                     column_config={"file": "File", "reason": "Why it was dropped"})
+                          width="stretch"):
+            queue_import(lambda kind=kind: submit_demo(kind, kind))
 
 
 def add_dataset_panel() -> None:
+    """The report slot is always drawn (empty or not) and the tabs carry a key: when the
+    one-shot report goes away, nothing below it changes identity. Without both, the rerun
+    after an import re-created the tabs, and the browser re-mounted the zip uploader mid-upload
+    (a large file's upload finished into a new, empty widget)."""
     st.subheader("Add a dataset")
-    import_report()
+    with st.container(key="import_report_slot"):
+        import_notices()
     tabs = st.tabs([":material/folder_zip: Zip file", ":material/folder: Folder",
-                    ":material/category: Class by class", ":material/inventory_2: Built-in"])
+                    ":material/category: Class by class", ":material/inventory_2: Built-in"],
+                   key="dataset_add_tabs")
     with tabs[0]:
         zip_tab()
     with tabs[1]:

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from core.data.cache import default_image_size
+from core.data.cache import dataset_resize, default_image_size
 from core.data.dataset import MANIFEST, SPLITS, Dataset, dataset_folder, load_dataset
 from core.data.loader import Augment, augment_images
 from core.data.transforms import fit_image
@@ -95,11 +95,12 @@ def gallery(dataset: Dataset) -> None:
             cols[1].image([thumbnail(str(dataset.folder / file)) for file in picks])
 
 
-def augmentation_preview(dataset: Dataset) -> None:
+def augmentation_preview(dataset: Dataset, flip_default: bool = True) -> None:
     st.markdown("**Augmentation preview** — what training sees: the same images, randomly "
                 "flipped, shifted and colour-jittered on every epoch.")
     cols = st.columns(4, vertical_alignment="bottom")
-    flip = cols[0].checkbox("Flip", value=True, key="aug_flip")
+    flip = cols[0].checkbox("Flip", value=flip_default, key="aug_flip",
+                            help="Starts as the data's flip decision (above).")
     pad = cols[1].slider("Shift (pixels)", 0, 8, 2, key="aug_pad")
     jitter = cols[2].slider("Colour jitter", 0.0, 0.5, 0.0, 0.05, key="aug_jitter")
     if cols[3].button("New draw", key="aug_draw", icon=":material/casino:"):
@@ -108,10 +109,11 @@ def augmentation_preview(dataset: Dataset) -> None:
     train = dataset.indices("train") or list(range(len(dataset.items)))
     picks = random.Random(seed).sample(train, min(PREVIEW_IMAGES, len(train)))
     size = default_image_size(dataset)
+    mode = dataset_resize(dataset)[0]
     originals = np.stack([fit_image(Image.open(dataset.folder / dataset.items[i].file), size,
-                                    dataset.channels) for i in picks])
+                                    dataset.channels, mode) for i in picks])
     augmented = augment_images(originals, Augment(flip, pad, jitter), seed)
-    st.caption(f"Original (at the training size, {size}×{size})")
+    st.caption(f"Original (at the training size, {size}×{size}, resized by {mode})")
     st.image([enlarge(image) for image in originals])
     st.caption("Augmented")
     st.image([enlarge(image) for image in augmented])

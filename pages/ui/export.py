@@ -12,11 +12,14 @@ import streamlit as st
 from core.runs.record import run_folder
 from core.serving.export import FORMATS, export_run
 from pages.ui.common import count, plain, store, user_errors
+from pages.ui.export_package import formats_section, package_section
 
 FORMAT_LABELS = {"onnx": "ONNX (dynamic batch)", "torchscript": "TorchScript",
-                 "safetensors": "safetensors (for Import)"}
+                 "safetensors": "safetensors (for Import)",
+                 "package": "Package (zip: ONNX, predict.py, README)"}
 MIME = {".onnx": "application/octet-stream", ".pt": "application/octet-stream",
-        ".safetensors": "application/octet-stream", ".json": "application/json"}
+        ".safetensors": "application/octet-stream", ".json": "application/json",
+        ".zip": "application/zip"}
 
 
 def exports_folder(run_id: str) -> Path:
@@ -48,12 +51,16 @@ def export_tab(run: dict) -> None:
     fmt = cols[0].segmented_control("Format", FORMATS, default="onnx", key="export_format",
                                     format_func=FORMAT_LABELS.get, required=True)
     if cols[1].button("Export", type="primary", key="export_go", icon=":material/ios_share:",
-                      use_container_width=True):
+                      width="stretch"):
         with user_errors("export the model"), st.spinner("Exporting and checking parity…"):
             result = export_run(run["run_id"], fmt or "onnx", exports_folder(run["run_id"]))
             say = st.success if result["parity"]["passed"] else st.error
             say(f"Exported {plain(Path(result['path']).name)}. "
                 + parity_sentence(result["parity"]), icon=":material/verified:")
+    with st.container(border=True):
+        package_section(run, exports_folder(run["run_id"]))
+    with st.container(border=True):
+        formats_section(run)
     exports = recorded_exports(run["run_id"])
     if not exports:
         st.info("No export of this run yet.")
@@ -83,11 +90,11 @@ def export_row(path: Path, entry: dict, index: int) -> None:
         cols[1].download_button("Model", functools.partial(path.read_bytes), file_name=path.name,
                                 mime=MIME.get(path.suffix, "application/octet-stream"),
                                 key=f"export_file_{index}", icon=":material/download:",
-                                on_click="ignore", use_container_width=True)
+                                on_click="ignore", width="stretch")
         if card.is_file():
             cols[2].download_button("Card", functools.partial(card.read_bytes),
                                     file_name=card.name, mime="application/json",
                                     key=f"export_card_{index}", icon=":material/description:",
-                                    on_click="ignore", use_container_width=True)
+                                    on_click="ignore", width="stretch")
             with st.expander("Model card"):
                 st.json(card.read_text(), expanded=1)

@@ -21,6 +21,7 @@ from pages.ui.common import (
     run_seconds,
     store,
 )
+from pages.ui.data_fit import imbalance_result
 from pages.ui.metric_log import MetricLog
 
 POLL_SECONDS = 1.0
@@ -29,7 +30,7 @@ POLL_SECONDS = 1.0
 def progress_bar(run: dict, log: MetricLog) -> None:
     epochs = run["config"].get("epochs") or 1
     done = min(float(epochs), max(log.progress_epoch(), float(run["epoch"] or 0)))
-    text = f"Epoch {done:.1f} of {epochs}"
+    text = f"Epoch {done:.1f} of {epochs}" + steps_text(log, done, epochs)
     if run["status"] == "running":
         speed = log.epochs_per_second(run.get("started_at") or 0.0)
         eta = (epochs - done) / speed if speed else None
@@ -37,6 +38,14 @@ def progress_bar(run: dict, log: MetricLog) -> None:
     elif run["status"] == "queued":
         text = "Waiting for the worker to start this run…"
     st.progress(min(1.0, done / epochs), text=text)
+
+
+def steps_text(log: MetricLog, done: float, epochs: int) -> str:
+    """" · step 1,234 of 8,430", when the run recorded its steps per epoch."""
+    per_epoch = log.latest("steps_per_epoch")
+    if not per_epoch:
+        return ""
+    return f" · step {round(done * per_epoch):,} of {round(epochs * per_epoch):,}"
 
 
 def headline(run: dict, log: MetricLog) -> None:
@@ -147,3 +156,4 @@ def result_summary(run: dict) -> None:
                    help=f"{count(summary.get('flops'))} FLOPs per image")
     st.caption(f"Device: {plain(summary.get('device', '–'))} · image size "
                f"{summary.get('image_size', '–')} px · epochs {summary.get('epochs', '–')}")
+    imbalance_result(summary)

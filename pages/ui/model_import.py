@@ -30,9 +30,10 @@ def is_pickle(file) -> bool:
 
 
 def import_tab() -> None:
-    notice = st.session_state.pop(NOTICE_KEY, None)
-    if notice:
-        st.success(notice, icon=":material/check_circle:")
+    with st.container(key="classify_import_notice_slot"):  # always drawn: nothing below shifts
+        notice = st.session_state.pop(NOTICE_KEY, None)
+        if notice:
+            st.success(notice, icon=":material/check_circle:")
     st.caption("Bring in a model trained elsewhere (or exported from another CNN Studio): its "
                "weights as **safetensors** and its model card (a run's model.json or an "
                "export's .card.json). PyTorch pickles (.pt, .pth, .pkl) are never loaded: "

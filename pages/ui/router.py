@@ -13,6 +13,11 @@ from __future__ import annotations
 
 import contextvars
 
+# pandas whole before any page runs: plotly takes pandas from sys.modules without importing
+# it, so a figure built while another thread was half-way through pandas' first import failed
+# with "partially initialized module 'pandas'" (seen on the rerun after an import). An import
+# here waits for that thread's import to finish, and every page passes through here first.
+import pandas  # noqa: F401
 import streamlit as st
 
 from pages.ui.common import ICONS, PAGES, stop_unless_store_answers

@@ -16,6 +16,7 @@ from core.config import (
     DEFAULT_LR,
     DEVICE,
     EVALUATION,
+    MIN_LR,
     OPTIMISATION,
     TrainConfig,
     default_of,
@@ -25,6 +26,7 @@ from core.data.cache import default_image_size
 from core.data.dataset import Dataset, load_dataset
 from core.runs.record import run_folder
 from core.training.device import visible_gpus
+from core.training.lr_find import AUTO_LR_SECONDS, lr_find, two_digits
 from core.training.model_card import read_model_card
 from core.training.recipes import RECIPES, recipe_settings, suggested_recipe
 from core.training.transfer import CUSTOM_NAME, can_freeze, same_network, what_carries_over
@@ -35,8 +37,9 @@ from models import (
     list_presets,
     list_timm_models,
     model_profile,
+    model_summary,
 )
-from pages.ui.common import count, has_model, pct, plain
+from pages.ui.common import USER_ERRORS, count, has_model, pct, plain
 from pages.ui.layer_editor import layer_editor, load_spec_into_editor
 from pages.ui.settings_form import (
     KEEP,
@@ -46,6 +49,7 @@ from pages.ui.settings_form import (
     state_default,
     within_range,
 )
+from pages.ui.weights_choice import weights_settings
 
 KINDS = ["Preset", "timm architecture", "Pretrained EfficientNet-Lite0", "Custom layers"]
 FROM_SCRATCH = ""  # the init_from choice "no earlier run"
@@ -58,6 +62,8 @@ MORE = (OPTIMISATION, AUGMENTATION, EVALUATION, DEVICE)  # the groups under "Mor
 
 def apply_clone(config: dict) -> None:
     """Fill the form from a run's config (the Runs page's Clone button, a recipe)."""
+    if isinstance(config.get("flip"), bool):  # a run from before flip became auto|on|off
+        config = config | {"flip": "on" if config["flip"] else "off"}
     for name in settings():
         if name in config and name not in OWN_WIDGETS:
             st.session_state[f"train_{name}"] = within_range(name, config[name])
@@ -137,6 +143,27 @@ def show_profile(model: str, dataset: Dataset, image_size: int) -> None:
     cols = st.columns(2)
     cols[0].metric("Parameters", count(numbers["params"]))
     cols[1].metric("FLOPs per image", count(numbers["flops"]))
+    with st.expander("Layers: output shape, parameters and FLOPs of each"):
+        layer_table(model, dataset, image_size)
+
+
+@st.cache_data(max_entries=64, show_spinner="Summarising the layers…")
+def layers(model: str, in_chans: int, num_classes: int, image_size: int) -> list[dict]:
+    net = create_model(model, in_chans=in_chans, num_classes=num_classes, image_size=image_size)
+    return model_summary(net, in_chans=in_chans, image_size=image_size)["layers"]
+
+
+def layer_table(model: str, dataset: Dataset, image_size: int) -> None:
+    """The per-layer summary (models.model_summary), as `python -m core model summary` prints."""
+    try:
+        rows = layers(model, dataset.channels, len(dataset.classes), image_size)
+    except ValueError as error:
+        st.error(plain(error))
+        return
+    st.dataframe([{"layer": row["name"], "type": row["type"],
+                   "output shape": "×".join(map(str, row["output_shape"] or [])) or "—",
+                   "params": row["params"], "FLOPs": row["flops"]} for row in rows],
+                 hide_index=True, key="train_layers")
 
 
 def model_picker(dataset: Dataset, image_size: int) -> tuple[str, dict | None]:
@@ -176,6 +203,7 @@ def source_classes(run_id: str) -> list[str]:
 def transfer_settings(model: str, dataset: Dataset, runs: list[dict]) -> None:
     """Start from an earlier run's weights (init_from) and, for a trained backbone, how many
     epochs it stays frozen (freeze_epochs)."""
+    weights_settings(model)
     sources = [run for run in runs if run["status"] == "completed" and has_model(run)
                and same_network(model, run["config"].get("model"))]
     by_id = {run["run_id"]: run for run in sources}
@@ -197,7 +225,7 @@ def transfer_settings(model: str, dataset: Dataset, runs: list[dict]) -> None:
     elif not sources:
         cols[0].caption("No completed run of this network yet to start from.")
     state_default("train_freeze_epochs", default_of("freeze_epochs"))
-    if not can_freeze(model, init_from or None):
+    if not can_freeze(model, init_from or None, st.session_state.get("train_weights")):
         st.session_state["train_freeze_epochs"] = 0  # only a trained backbone is worth freezing
         return
     setting_widget(cols[1], "freeze_epochs",
@@ -228,9 +256,41 @@ def main_settings(dataset: Dataset) -> None:
     cols = st.columns(3)
     setting_widget(cols[0], "optimizer", on_change=on_optimizer_change)
     lr = settings()["lr"]
-    cols[1].number_input(lr.label, min_value=lr.low, max_value=lr.high, format="%g", step=1e-4,
+    cols[1].number_input(lr.label, min_value=MIN_LR, max_value=lr.high, format="%g", step=1e-4,
                          key="train_lr", persist_state=KEEP, help=lr.help)
+    cols[1].button("Suggest", key="train_lr_suggest", icon=":material/auto_fix_high:",
+                   on_click=suggest_lr,
+                   help=f"Run a short LR range test (at most {AUTO_LR_SECONDS:.0f} s) "
+                        "on this model and data and fill in its suggestion.")
+    note = st.session_state.pop("lr_suggest_note", None)
+    if note:
+        (cols[1].caption if note[0] == "ok" else cols[1].error)(note[1])
     setting_widget(cols[2], "schedule")
+
+
+FORM_CONFIG = "train_form_config"  # the config the form showed last (the Suggest button's)
+
+
+def suggest_lr() -> None:
+    """The Suggest button's callback: the range test on the config the form showed; its
+    suggestion, to two significant digits, fills the learning-rate field."""
+    config = st.session_state.get(FORM_CONFIG)
+    if config is None:
+        return
+    try:
+        found = lr_find(config, budget_seconds=AUTO_LR_SECONDS)
+    except USER_ERRORS as error:
+        st.session_state["lr_suggest_note"] = ("error", f"Could not suggest a rate: "
+                                                        f"{plain(error)}")
+        return
+    st.session_state["lr_find_result"] = found  # the range test's chart shows it
+    if not found["suggestion"]:
+        st.session_state["lr_suggest_note"] = ("error", "The range test took too few steps to "
+                                                        "suggest a rate; run it below.")
+        return
+    st.session_state["train_lr"] = two_digits(found["suggestion"])
+    st.session_state["lr_suggest_note"] = (
+        "ok", f"Suggested by a {len(found['lrs'])}-step range test ({found['seconds']:.0f} s).")
 
 
 def more_settings() -> None:

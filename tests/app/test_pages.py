@@ -6,7 +6,9 @@ Each test has its own workspace (conftest's `studio_home`); data is made through
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import time
 from pathlib import Path
 
@@ -17,10 +19,11 @@ from upload_files import png, zip_bytes
 
 from core.config import TrainConfig, settings
 from core.data.dataset import list_datasets
-from core.runs import queue
+from core.runs import imports, queue
 from core.runs.execute import execute_run
 from core.runs.record import new_run
 from core.store import Store
+from core.workspace import this_host
 from pages.ui.charts import MAX_POINTS, thin
 from pages.ui.layer_editor import STARTER, layer_to_row, row_to_layer, rows_to_spec
 from pages.ui.metric_log import MetricLog
@@ -46,13 +49,15 @@ def texts(elements) -> str:
 
 
 @pytest.fixture
-def trained_run(shapes_dataset) -> str:
-    """A completed one-epoch tiny-cnn run on `shapes`, trained in this process (~3 s)."""
-    store = Store()
-    run_id = new_run(TrainConfig(data="shapes", model="tiny-cnn", epochs=1), store,
-                     status="running")
-    execute_run(run_id, store)
-    return run_id
+def inline_imports(monkeypatch):
+    """Imports queued by the page run here, when the test says (no worker process)."""
+    monkeypatch.setattr(imports, "ensure_import_worker", lambda: False)
+
+
+def finish_imports(at: AppTest) -> AppTest:
+    """Run the imports the page queued, as the background worker would, and redraw."""
+    assert imports.work_imports(idle_exit_s=0, poll_s=0) >= 0
+    return at.run()
 
 
 # Every page ---------------------------------------------------------------------------------
@@ -91,7 +96,7 @@ def test_home_counts_the_workspace_and_names_the_device(trained_run) -> None:
 
 # Datasets -----------------------------------------------------------------------------------
 
-def test_zip_upload_imports_and_lists_the_dropped_files(studio_home) -> None:
+def test_zip_upload_imports_and_lists_the_dropped_files(studio_home, inline_imports) -> None:
     files = {f"pets/{cls}/{i}.png": png((40 * i, 100, 200 if cls == "cat" else 20))
              for cls in ("cat", "dog") for i in range(6)}
     files["pets/cat/notes.txt"] = b"not an image"
@@ -101,12 +106,39 @@ def test_zip_upload_imports_and_lists_the_dropped_files(studio_home) -> None:
     at.text_input(key="zip_name").input("pets")
     at.button(key="zip_go").click().run()
     assert not at.exception, at.exception
+    assert list_datasets() == [], "queued for the background worker, not imported by the page"
+    assert "Import of pets is waiting" in texts(at.info)
+    finish_imports(at)
     assert list_datasets() == ["pets"]
     assert "Imported pets: 12 images in 2 classes; dropped 1 file" in texts(at.success)
     assert at.selectbox(key="dataset_pick").value == "pets"
 
 
-def test_a_file_that_is_not_a_zip_gives_an_error_not_a_traceback(studio_home) -> None:
+def test_a_running_import_can_be_cancelled_and_says_so(studio_home, inline_imports) -> None:
+    files = {f"{cls}/{i}.png": png((9 * i, 60, 90 if cls == "a" else 200))
+             for cls in ("a", "b") for i in range(6)}
+    imports.submit_zip(io.BytesIO(zip_bytes(files)), "letters")
+    job = Store().claim_next_import(worker_pid=os.getpid(), worker_host=this_host())
+    at = open_page("pages/datasets.py")
+    assert "Importing letters" in at.get("progress")[0].proto.text
+    at.button(key=f"import_cancel_{job['job_id']}").click().run()
+    imports.run_import(job, Store())  # the worker sees the request at its next report
+    at.run()
+    assert "The import of letters was cancelled; no dataset was made." in texts(at.warning)
+    assert list_datasets() == []
+    at.button(key=f"import_close_{job['job_id']}").click().run()
+    assert "cancelled" not in texts(at.warning)
+
+
+def test_a_failed_import_says_why_on_the_datasets_page(studio_home, inline_imports) -> None:
+    one_class = {f"cat/{i}.png": png((i, 2, 3)) for i in range(6)}
+    imports.submit_zip(io.BytesIO(zip_bytes(one_class)), "cats")
+    at = finish_imports(open_page("pages/datasets.py"))
+    assert "The import of cats did not finish" in texts(at.error)
+
+
+def test_a_file_that_is_not_a_zip_gives_an_error_not_a_traceback(studio_home,
+                                                                 inline_imports) -> None:
     at = open_page("pages/datasets.py")
     at.file_uploader(key="zip_upload").upload("broken.zip", b"definitely not a zip")
     at.run()
@@ -116,7 +148,8 @@ def test_a_file_that_is_not_a_zip_gives_an_error_not_a_traceback(studio_home) ->
     assert list_datasets() == []
 
 
-def test_a_folder_upload_takes_its_classes_from_the_sub_folders(studio_home) -> None:
+def test_a_folder_upload_takes_its_classes_from_the_sub_folders(studio_home,
+                                                                inline_imports) -> None:
     at = open_page("pages/datasets.py")
     uploader = at.file_uploader(key="folder_upload")
     for cls, colour in (("apple", (200, 30, 30)), ("pear", (30, 200, 30))):
@@ -125,12 +158,13 @@ def test_a_folder_upload_takes_its_classes_from_the_sub_folders(studio_home) -> 
     at.run()
     at.text_input(key="folder_name").input("fruit")
     at.button(key="folder_go").click().run()
+    finish_imports(at)
     assert not at.exception, at.exception
     assert list_datasets() == ["fruit"]
     assert "2 classes" in texts(at.success)
 
 
-def test_class_by_class_builds_a_dataset(studio_home) -> None:
+def test_class_by_class_builds_a_dataset(studio_home, inline_imports) -> None:
     at = open_page("pages/datasets.py")
     for class_id, (label, colour) in enumerate([("red", (220, 20, 20)), ("blue", (20, 20, 220))]):
         at.text_input(key=f"tm_name_{class_id}").input(label)
@@ -140,6 +174,7 @@ def test_class_by_class_builds_a_dataset(studio_home) -> None:
     at.run()
     at.text_input(key="tm_dataset_name").input("colours")
     at.button(key="tm_go").click().run()
+    finish_imports(at)
     assert not at.exception, at.exception
     assert list_datasets() == ["colours"]
 
@@ -154,9 +189,10 @@ def test_class_by_class_with_one_class_asks_for_a_second(studio_home) -> None:
     assert list_datasets() == []
 
 
-def test_a_builtin_dataset_is_one_click(studio_home) -> None:
+def test_a_builtin_dataset_is_one_click(studio_home, inline_imports) -> None:
     at = open_page("pages/datasets.py")
     at.button(key="demo_shapes").click().run()
+    finish_imports(at)
     assert not at.exception, at.exception
     assert list_datasets() == ["shapes"]
     assert at.button(key="demo_shapes").disabled
@@ -245,6 +281,18 @@ def test_a_finished_run_shows_its_result_and_curves(trained_run) -> None:
     assert at.session_state["run_pick"] == trained_run
 
 
+def test_a_finished_run_shows_its_calibration_and_reliability_diagram(trained_run) -> None:
+    at = open_page("pages/runs.py")
+    record = Store().get_run(trained_run)["summary"]["calibration"]
+    shown = "\n".join(str(m.value) for m in at.markdown)
+    assert f"Temperature **{record['temperature']:.3f}**" in shown
+    assert "None of the classes I know" in shown and "of validation images answered" in shown
+    charts = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    [figure] = [f for f in charts if f["layout"]["title"]["text"] == "Reliability (test split)"]
+    assert [trace["name"] for trace in figure["data"]] == ["calibrated", "before",
+                                                           "after (temperature)"]
+
+
 def accuracy_points(at: AppTest) -> int:
     for chart in at.get("plotly_chart"):
         figure = json.loads(chart.proto.spec)
@@ -267,6 +315,18 @@ def test_a_running_run_is_drawn_live_from_the_new_rows(shapes_dataset) -> None:
     at.run()
     assert not at.exception, at.exception
     assert accuracy_points(at) == 2
+
+
+def test_a_running_run_shows_its_step_and_time_left_inside_the_first_epoch(
+        shapes_dataset) -> None:
+    store = Store()
+    run_id = new_run(TrainConfig(data="shapes", epochs=5), store, status="running")
+    store.update_run(run_id, started_at=time.time() - 5, heartbeat_at=time.time())
+    store.add_metrics(run_id, [(0, 0.0, "steps_per_epoch", 50.0)])
+    time.sleep(0.05)  # the first step row lands after the start row
+    store.add_metrics(run_id, [(10, 0.2, "loss", 1.0)])
+    text = open_page("pages/runs.py").get("progress")[0].proto.text
+    assert text.startswith("Epoch 0.2 of 5 · step 10 of 250 · about "), text
 
 
 def test_a_failed_run_says_why(trained_run) -> None:
@@ -315,6 +375,29 @@ def test_clone_fills_the_train_form(trained_run) -> None:
     assert at.slider(key="train_pad_crop").value == 8
 
 
+def test_suggest_fills_the_learning_rate_in_one_click(shapes_dataset, monkeypatch) -> None:
+    import pages.ui.train_form
+
+    def range_test(config, **options):
+        assert config.data == "shapes" and options["budget_seconds"] > 0
+        return {"lrs": [1e-4, 1e-3], "losses": [2.0, 1.0], "suggestion": 0.0031234,
+                "seconds": 0.4}
+
+    monkeypatch.setattr(pages.ui.train_form, "lr_find", range_test)
+    at = open_page("pages/train.py")
+    at.button(key="train_lr_suggest").click().run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="train_lr").value == pytest.approx(0.0031)
+
+
+def test_the_train_page_lists_the_model_layer_by_layer(shapes_dataset) -> None:
+    at = open_page("pages/train.py")
+    table = next(frame.value for frame in at.dataframe if "FLOPs" in frame.value.columns)
+    assert list(table.columns) == ["layer", "type", "output shape", "params", "FLOPs"]
+    assert table["type"].iloc[0] == "Conv2d" and table["output shape"].iloc[0] == "32×32×32"
+    assert table["params"].sum() == 544_195  # tiny-cnn for 3-channel 32 px, 3 classes
+
+
 def test_a_recipe_fills_the_train_form_in_one_click(shapes_dataset, monkeypatch) -> None:
     monkeypatch.setattr(queue, "ensure_worker", lambda: False)
     at = open_page("pages/train.py")
@@ -360,11 +443,23 @@ def test_compare_overlays_two_runs(trained_run) -> None:
     assert "Settings that differ" in texts(at.markdown)
 
 
+def shape_png(size: int = 32, seed: int = 11) -> bytes:
+    """A new image of the `shapes` kind (not a training image), as a PNG of size×size."""
+    from PIL import Image
+
+    from core.data.demo import shapes_arrays
+
+    image = Image.fromarray(shapes_arrays(per_class=1, seed=seed)["all"][0][0])
+    buffer = io.BytesIO()
+    image.resize((size, size)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def test_classify_shows_the_top_classes_of_an_upload(trained_run) -> None:
     at = open_page("pages/classify.py")
-    uploader = at.file_uploader(key="classify_files")
-    uploader.upload("red.png", png((230, 30, 30)), "image/png")
-    uploader.upload("big.png", png((30, 200, 30), size=300), "image/png")
+    uploader = at.file_uploader(key="classify_files")  # shapes: not "none of the classes"
+    uploader.upload("shape.png", shape_png(), "image/png")
+    uploader.upload("big.png", shape_png(size=300), "image/png")
     at.run()
     assert not at.exception, at.exception
     headings = [m.value.removeprefix("### ") for m in at.markdown if m.value.startswith("### ")]

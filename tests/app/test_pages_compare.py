@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from core.analysis import sweep
 from core.analysis.compare import run_colors
 from core.analysis.error_analysis import cell_images, validation_predictions
+from core.analysis.paired import compare_runs
 from core.config import TrainConfig
 from core.data.dataset import list_datasets, load_dataset
 from core.runs import queue
@@ -103,8 +104,14 @@ def test_compare_answers_which_is_most_accurate_fastest_and_what_each_confuses(t
     runs = [Store().get_run(trained[name]) for name in ARCHITECTURES]
     best = max(runs, key=lambda run: run["test_acc"])
     fastest = max(runs, key=lambda run: run["summary"]["train_images_per_s"])
-    glance = texts(at.markdown)
-    assert f"**Most accurate:** {best['name']}" in glance.replace("\\-", "-")
+    glance = texts(at.markdown).replace("\\-", "-")
+    runner = max((run for run in runs if run is not best), key=lambda run: run["test_acc"])
+    paired = compare_runs(runner["run_id"], best["run_id"])
+    if paired["better"]:  # named better only when McNemar's test says the difference is real
+        assert f"**Most accurate:** {best['name']} — " in glance and "better than" in glance
+    else:
+        assert f"**Most accurate:** no clear winner — {best['name']}" in glance
+        assert "differ within noise" in glance
     assert f"**Fastest to train:** {fastest['name']}" in glance.replace("\\-", "-")
     assert glance.count("confuses most") >= 3
     assert "**Settings that differ:** model, epochs" in glance
@@ -113,6 +120,21 @@ def test_compare_answers_which_is_most_accurate_fastest_and_what_each_confuses(t
     assert "model" in config.index and "seed" not in config.index  # differences only
     results = table(at, "latency_p50_ms")
     assert list(results["name"]) == list(ARCHITECTURES)
+
+
+def test_what_changed_shows_fixed_broken_and_both_wrong_with_the_p_value(trained) -> None:
+    at = compare(trained, "tiny-cnn", "small-cnn")
+    assert "What changed, image by image" in texts(at.subheader)
+    paired = compare_runs(trained["tiny-cnn"], trained["small-cnn"])
+    verdicts = (texts(at.success) + texts(at.info)).replace("\\", "")  # markdown escapes
+    assert paired["verdict"] in verdicts
+    labels = [tab.label for tab in at.tabs]
+    for kind, title in (("fixed", "Fixed"), ("broken", "Broken"), ("both_wrong", "Both wrong")):
+        assert any(label.startswith(title) and label.endswith(f"· {paired['counts'][kind]}")
+                   for label in labels), labels
+    drawn = min(24, paired["counts"]["fixed"]) + min(24, paired["counts"]["broken"]) \
+        + min(24, paired["counts"]["both_wrong"])
+    assert len(at.get("image")) >= drawn > 0  # every tab's gallery is drawn (swatches aside)
 
 
 def test_curves_overlay_each_run_in_its_own_colour_with_a_best_epoch_marker(trained) -> None:
@@ -260,12 +282,12 @@ def test_a_sweep_takes_the_train_form_s_augmentation_settings(shapes_dataset) ->
     """Its runs flipped whatever one chose, once: the settings come from the same schema."""
     at = open_page("pages/sweeps.py")
     at.multiselect(key="sweep_models").set_value(["tiny-cnn"])
-    at.checkbox(key="sweep_flip").uncheck()
+    at.selectbox(key="sweep_flip").set_value("off")
     at.slider(key="sweep_pad_crop").set_value(0).run()
     at.button(key="sweep_go").click().run()
     assert not at.exception, at.exception
     [run] = Store().list_runs()
-    assert run["config"]["flip"] is False and run["config"]["pad_crop"] == 0
+    assert run["config"]["flip"] == "off" and run["config"]["pad_crop"] == 0
     Store().update_run(run["run_id"], status="stopped")
     delete_run(run["run_id"], Store())
 
@@ -293,6 +315,12 @@ def test_a_sweep_queues_every_configuration_as_a_group_and_ranks_them(shapes_dat
     assert len(ranking) == 6
     assert ranking.iloc[0]["configuration"].startswith("small-cnn lr=0.003")
     assert ranking.iloc[1]["test acc (mean ± std)"] == "50.5% ± 0.7%"
+    # two seeds: mean ± t(0.975, 1) · std / √2 = 50.5% ± 6.4%; the winner's seeds agree
+    assert ranking.iloc[1]["test acc 95% interval"] == "44.1% – 56.9%"
+    assert ranking.iloc[0]["test acc 95% interval"] == "90.0% – 90.0%"
+    shown = texts(at.markdown).replace("\\", "")  # markdown escapes
+    assert "**Best so far:** small-cnn lr=0.003" in shown and "not clearly ahead" not in shown
+    assert "95% intervals overlap" in texts(at.caption)  # the five runners-up tie
 
 
 def test_a_sweep_with_a_bad_learning_rate_says_what_to_write(shapes_dataset) -> None:

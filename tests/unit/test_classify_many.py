@@ -129,7 +129,7 @@ def test_csv_has_a_header_and_one_row_per_image(trained, shape_files) -> None:
     result = classify_archive(trained, zip_bytes(shape_files))
     text = rows_to_csv(result["rows"])
     table = list(csv.DictReader(io.StringIO(text)))
-    assert text.splitlines()[0] == "file,label,prob,true_label,correct,top"
+    assert text.splitlines()[0] == "file,label,prob,true_label,correct,unknown,top"
     assert len(table) == len(shape_files)
     first, row = table[0], result["rows"][0]
     assert first["file"] == row["file"] and first["label"] == row["label"]
@@ -142,4 +142,12 @@ def test_csv_of_unlabelled_rows_leaves_truth_empty() -> None:
              "top": [{"label": "cat", "prob": 0.9}]}]
     table = list(csv.DictReader(io.StringIO(rows_to_csv(rows))))
     assert table == [{"file": "a,b.png", "label": "cat", "prob": "0.9000", "true_label": "",
-                      "correct": "", "top": "cat:0.9000"}]
+                      "correct": "", "unknown": "false", "top": "cat:0.9000"}]
+
+
+def test_unknown_rows_are_counted(trained, shape_files) -> None:
+    result = classify_archive(trained, zip_bytes(shape_files))
+    assert all(isinstance(row["unknown"], bool) for row in result["rows"])
+    assert result["unknown"] == sum(row["unknown"] for row in result["rows"])
+    flagged = [row for row in result["rows"] if row["unknown"]]
+    assert all(row["score"] < trained.detector.threshold for row in flagged)

@@ -234,10 +234,10 @@ def hundred_k_zip() -> bytes:
 def _(src):
     rng = random.Random(7)
     files = {}
-    for i in range(12):  # ~100 KB of noisy JPEG each → ~3 MB of PNG each
+    for i in range(12):  # ~100 KB of noisy CMYK JPEG each → converted: ~3 MB of PNG each
         noise = Image.frombytes("RGB", (1000, 1000), rng.randbytes(3_000_000))
         buffer = io.BytesIO()
-        noise.save(buffer, "JPEG", quality=5)
+        noise.convert("CMYK").save(buffer, "JPEG", quality=5)  # an RGB one would be kept as is
         files[f"{('cat', 'dog')[i % 2]}/{i}.jpg"] = buffer.getvalue()
     return Case(save(src, zip_bytes(files)), "refused", refusal="on disk")
 

@@ -65,3 +65,24 @@ def test_short_names_drop_the_parts_every_name_shares() -> None:
     assert short_names(sweep_names) == ["tiny-cnn/seed=0", "small-cnn/seed=0", "tiny-cnn/seed=1"]
     assert short_names(["a/x", "b/x/y"]) == ["a/x", "b/x/y"], "different shapes: kept whole"
     assert short_names(["run one", "run two"]) == ["run one", "run two"]
+
+
+def paired_result(fixed: int, broken: int, p: float, better: str | None) -> dict:
+    return {"counts": {"fixed": fixed, "broken": broken}, "p_value": p, "better": better,
+            "a": {"run_id": "runner"}, "b": {"run_id": "best"}}
+
+
+def test_the_most_accurate_run_is_called_better_only_when_significant() -> None:
+    from core.analysis.ranking import accuracy_headline
+
+    best, runner = {"name": "B", "accuracy": "91.0%"}, {"name": "A", "accuracy": "87.0%"}
+    real = accuracy_headline(best, runner, paired_result(14, 3, 0.0127, "best"), "test")
+    assert real == ("**Most accurate:** B — 91.0% test accuracy, better than A 87.0% "
+                    "(14 fixed, 3 broken, p = 0.013)")
+    noise = accuracy_headline(best, runner, paired_result(5, 3, 0.73, None), "test")
+    assert noise == ("**Most accurate:** no clear winner — B 91.0% and A 87.0% differ within "
+                     "noise (5 fixed, 3 broken, p = 0.73)")
+    untested = accuracy_headline(best, runner, None, "test")
+    assert "better" not in untested and "not compared image by image" in untested
+    assert accuracy_headline(best, None, None, "test") == \
+        "**Most accurate:** B — 91.0% test accuracy"

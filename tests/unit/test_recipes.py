@@ -45,7 +45,7 @@ def test_speed_run_on_a_fashion_mnist_sized_set_is_the_speed_run_recipe(fake_siz
         "sgd", True, "onecycle")
     assert settings["lr"] == pytest.approx(0.4) and settings["epochs"] == 10
     assert settings["label_smoothing"] == pytest.approx(0.2)
-    assert settings["tta_flip"] and settings["flip"] and settings["pad_crop"] == 2
+    assert settings["tta_flip"] and settings["flip"] == "auto" and settings["pad_crop"] == 2
     assert settings["image_size"] is None  # the dataset's own 28 px
     assert settings["ema_decay"] is None
     TrainConfig(data="fake", **settings).validate()
@@ -98,7 +98,7 @@ def test_flags_override_the_recipe_on_the_command_line(shapes_dataset) -> None:
                                       "--no-tta-flip", "--ema-decay", "0.99"])
     config = config_from_args(args)
     assert config.recipe == "speed-run" and config.model == "resnet9"
-    assert (config.epochs, config.batch_size, config.flip, config.tta_flip) == (3, 32, False,
+    assert (config.epochs, config.batch_size, config.flip, config.tta_flip) == (3, 32, "off",
                                                                                  False)
     assert config.ema_decay == 0.99
     assert config.optimizer == "sgd" and config.label_smoothing == 0.2  # the recipe's

@@ -1,0 +1,142 @@
+"""A new user's first steps in one real Chromium session (issue 17): a large upload straight
+after an import is kept, and the server log shows no deprecation warning.
+
+Debian's chromium driven by playwright against `streamlit run app.py` on its own workspace.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from live_app import (
+    NEEDS_CHROMIUM,
+    Server,
+    assert_no_exception,
+    deprecation_warnings,
+    kill_our_workers,
+    open_page,
+    screenshot,
+    wait_idle,
+)
+from playwright.sync_api import expect
+from upload_files import png
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, NEEDS_CHROMIUM]
+
+BIG_MB = 110  # the dropped upload was a 164 MB zip; a 1.2 MB one was kept
+
+
+def small_zip(path: Path, per_class: int = 12) -> Path:
+    """Three classes of plain-colour PNGs and one file that is not an image (its report then
+    draws the dropped-files table): an import that finishes in seconds."""
+    colours = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, colour in colours.items():
+            for index in range(per_class):
+                shade = tuple(max(0, c - 3 * index) for c in colour)
+                archive.writestr(f"{name}/{index:03d}.png", png(shade, 16))
+        archive.writestr("red/notes.png", b"not an image")
+    return path
+
+
+def many_zip(path: Path, per_class: int = 500) -> Path:
+    """Three classes of small PNGs: an import that takes a while on a loaded 2-core machine."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for label, colour in enumerate(((200, 40, 40), (40, 200, 40), (40, 40, 200))):
+            for index in range(per_class):
+                shade = tuple((c + 7 * index) % 256 for c in colour)
+                archive.writestr(f"c{label}/{index:04d}.png", png(shade, 24))
+    return path
+
+
+def big_zip(path: Path, megabytes: int = BIG_MB) -> Path:
+    """A zip of incompressible files, stored: `megabytes` MB on the wire."""
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for index in range(megabytes):
+            archive.writestr(f"noise/blob_{index:03d}.bin", rng.bytes(1024 * 1024))
+    return path
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    home = tmp_path / "workspace"
+    server = Server(home, tmp_path / "streamlit.log")
+    try:
+        yield server, server.start()
+    finally:
+        server.stop()
+        kill_our_workers(home)
+
+
+@pytest.fixture
+def page(served, browser):
+    tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+    tab.set_default_timeout(30_000)
+    yield tab
+
+
+def zip_uploader(page):
+    return page.locator("[data-testid='stFileUploader']").first
+
+
+def import_small_zip(page, archive: Path, name: str) -> None:
+    zip_uploader(page).locator("input[type=file]").set_input_files(archive)
+    zip_uploader(page).get_by_text(archive.name).wait_for()
+    name_box = page.get_by_label("Dataset name").first
+    name_box.fill(name)
+    name_box.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Import zip").click()
+    page.get_by_text(f"Imported {name}: 36 images in 3 classes").wait_for(timeout=120_000)
+
+
+def sidebar_link(page, title: str):
+    return page.locator("[data-testid='stSidebarNav']").get_by_text(title, exact=True)
+
+
+def test_first_use_of_the_datasets_page(served, page, tmp_path: Path) -> None:
+    server, url = served
+    small = small_zip(tmp_path / "colours.zip")
+    big = big_zip(tmp_path / "big-upload.zip")
+    assert big.stat().st_size >= 100 * 1024 * 1024
+
+    open_page(page, f"{url}/datasets")
+    import_small_zip(page, small, "colours")
+    # Straight after the import (its report on screen), choose the large zip.
+    zip_uploader(page).locator("input[type=file]").set_input_files(big)
+    go = page.get_by_role("button", name="Import zip")
+    expect(go).to_be_enabled(timeout=180_000)  # the server has the file and the page saw it
+    wait_idle(page, timeout=120)
+    page.wait_for_timeout(3000)  # any rerun the upload caused has run by now
+    wait_idle(page, timeout=120)
+    assert zip_uploader(page).get_by_text(big.name).count() == 1, "the upload was dropped"
+    assert go.is_enabled()
+    assert_no_exception(page)
+    screenshot(page, "datasets-large-upload")
+
+    # An import runs in the background: leave the page, reload, come back, it has finished.
+    many = many_zip(tmp_path / "many.zip")
+    zip_uploader(page).locator("input[type=file]").set_input_files(many)
+    expect(zip_uploader(page).get_by_text(many.name)).to_be_visible(timeout=60_000)
+    name_box = page.get_by_label("Dataset name").first
+    name_box.fill("many")
+    name_box.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Import zip").click()
+    page.get_by_text(re.compile(r"Import of many is waiting|Importing many")).first.wait_for()
+    sidebar_link(page, "Home").click()
+    wait_idle(page)
+    page.reload()
+    wait_idle(page)
+    sidebar_link(page, "Datasets").click()
+    page.get_by_text("Imported many: 1500 images in 3 classes").wait_for(timeout=240_000)
+    wait_idle(page)
+    assert_no_exception(page)
+    screenshot(page, "datasets-import-finished")
+
+    assert not deprecation_warnings(server.log)
