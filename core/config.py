@@ -18,6 +18,7 @@ SCHEDULES = ("onecycle", "cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 RESIZES = ("auto", "crop", "squish", "pad")  # core.data.transforms; auto: from aspect ratios
+BALANCES = ("none", "weights", "sampler")  # core.data.balance
 SWITCH = ("auto", "on", "off")  # a switch the data can decide (auto); `--no-NAME` means off
 AUTO_BATCH = 0  # batch_size meaning "find the largest that fits the device"
 AUTO_LR = 0.0  # lr meaning "run the LR range test first and train at its suggestion"
@@ -92,6 +93,10 @@ class TrainConfig:
     label_smoothing: float = setting(
         0.0, label="Label smoothing", group=OPTIMISATION, low=0.0, high=0.5, step=0.05,
         help="Train towards slightly softened targets (0.1–0.2 often helps).")
+    balance: str = setting(
+        "none", label="Class balance", group=OPTIMISATION, choices=BALANCES,
+        help="For imbalanced classes: weights (a class-weighted loss) or sampler (draw every "
+             "class equally often); none: every image counts once.")
     image_size: int | None = setting(
         None, label="Image size", low=8, high=1024,
         help="Pixels per side the images are resized to; unset: the dataset's own size.")

@@ -99,10 +99,16 @@ def summary_table(summary: pd.DataFrame) -> None:
             return "–"
         return f"{mean:.1%}" + ("" if math.isnan(std) else f" ± {std:.1%}")
 
+    def interval(low: float, high: float) -> str:
+        return "–" if math.isnan(low) else f"{low:.1%} – {high:.1%}"
+
     shown = pd.DataFrame({
         "rank": summary["rank"], "configuration": summary["configuration"],
         "test acc (mean ± std)": [mean_std(m, s) for m, s in
                                   zip(summary["test_acc_mean"], summary["test_acc_std"],
+                                      strict=True)],
+        "test acc 95% interval": [interval(low, high) for low, high in
+                                  zip(summary["test_acc_ci_low"], summary["test_acc_ci_high"],
                                       strict=True)],
         "best val acc (mean ± std)": [mean_std(m, s) for m, s in
                                       zip(summary["best_val_acc_mean"],
@@ -111,6 +117,16 @@ def summary_table(summary: pd.DataFrame) -> None:
         "training time (s, mean)": summary["train_seconds_mean"].round(1),
     })
     st.dataframe(shown, hide_index=True, key="sweep_summary")
+
+
+def best_so_far(summary: pd.DataFrame) -> str:
+    """The top configuration, said to be ahead only when its interval clears the next one's."""
+    top = summary.iloc[0]
+    line = f"**Best so far:** {plain(top['configuration'])}"
+    if top["overlaps_next"] is True:
+        line += (f" — not clearly ahead of {plain(summary.iloc[1]['configuration'])}: their 95% "
+                 "intervals overlap")
+    return line
 
 
 def group_view(group: str) -> None:
@@ -125,8 +141,11 @@ def group_view(group: str) -> None:
     if summary["test_acc_mean"].notna().any() or summary["best_val_acc_mean"].notna().any():
         summary_table(summary)
         st.plotly_chart(sweep_figure(summary), key="sweep_chart", config=png_config(group))
-        top = summary.iloc[0]
-        st.markdown(f"**Best so far:** {plain(top['configuration'])}")
+        st.markdown(best_so_far(summary))
+        close = [f"{plain(row['configuration'])} and the next" for _, row in summary.iterrows()
+                 if row["overlaps_next"] is True]
+        if close:
+            st.caption("95% intervals overlap (the order may be noise): " + "; ".join(close))
     else:
         st.info("The ranking appears as soon as the first run of the sweep finishes.")
     with st.expander(f"The {len(members)} runs"):

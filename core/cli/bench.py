@@ -39,6 +39,12 @@ def bench(args: argparse.Namespace) -> Result:
         clients = [int(c) for c in args.clients.split(",")]
         rows = bench_serve(args.run, clients, requests_per_client=args.steps)
         title = "HTTP API: POST /predict, one image per request (loopback, uvicorn)"
+    elif args.kind == "defaults":
+        from core.analysis.bench_defaults import defaults_vs_seed
+
+        seeds = [int(s) for s in (args.seeds or "0,1,2").split(",")]
+        rows = defaults_vs_seed(seeds, args.epochs or 8, args.model or "tiny-cnn")
+        title = "Our defaults vs the seed recipe (Adam 1e-3, no augmentation): test accuracy"
     elif args.kind == "ingest":
         rows = benchmarks.ingest(args.data, args.image_size or 32)
         title = "Ingest: decoding into the cache"
@@ -47,7 +53,7 @@ def bench(args: argparse.Namespace) -> Result:
     else:
         if not (args.model or args.recipe):
             raise ValueError("bench accuracy needs --model (or --recipe).")
-        seeds = [int(s) for s in args.seeds.split(",")]
+        seeds = [int(s) for s in (args.seeds or "0").split(",")]
         targets = [float(t) for t in args.targets.split(",")]
         rows = benchmarks.time_to_accuracy(config_from_args(args), targets, seeds)
         title = "Time to accuracy"
@@ -113,7 +119,7 @@ def ood_rows(args: argparse.Namespace) -> list[dict]:
 def register(commands) -> None:
     sub = command(commands, "bench", bench, "benchmarks (see bench/RESULTS.md)")
     sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency", "ood",
-                                      "formats", "serve", "photos", "gpu"))
+                                      "formats", "serve", "photos", "gpu", "defaults"))
     sub.add_argument("--run", help="latency, formats, serve: the run whose model to time; ood: "
                                    "the run to show --ood-data's images")
     sub.add_argument("--ood-data", help="ood: a dataset of images of none of the run's classes")
@@ -122,7 +128,8 @@ def register(commands) -> None:
     add_setting_flags(sub)
     sub.add_argument("--steps", type=int, default=50, help="timed steps per side")
     sub.add_argument("--warmup", type=int, default=5, help="untimed steps per side")
-    sub.add_argument("--seeds", default="0", help="accuracy: comma-separated seeds")
+    sub.add_argument("--seeds", help="accuracy, defaults: comma-separated seeds (accuracy: 0; "
+                                      "defaults: 0,1,2)")
     sub.add_argument("--targets", default="0.93,0.94", help="accuracy: test-accuracy targets")
     sub.add_argument("--images", type=int, default=2000, help="photos: JPEGs to generate")
     sub.add_argument("--size", default="500x375", help="photos: WIDTHxHEIGHT of each JPEG")

@@ -34,7 +34,8 @@ def run_card(run_ref: str, store: Store | None = None) -> dict:
         "environment": summary.get("environment") or NOT_RECORDED,
         "results": {key: summary.get(key, run.get(key)) for key in (
             "best_val_acc", "best_epoch", "test_acc", "test_loss", "epochs", "train_seconds",
-            "train_images_per_s", "params", "flops", "image_size", "device")},
+            "train_images_per_s", "params", "flops", "image_size", "device",
+            "balanced_acc", "imbalance_ratio", "balance", "flip", "flip_reason", "resize")},
         # how far to trust the answers (training.after_fit): None for runs from before
         "calibration": summary.get("calibration"),
         "unknown": summary.get("unknown"),
