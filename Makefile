@@ -27,10 +27,10 @@ test: install-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
-# The unit and AppTest lanes only (no browser, torchrun, Ray, kills or soaks)
+# The unit and AppTest lanes only (no browser, torchrun, Ray, kills or soaks), two processes
 test-fast: install-dev
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q tests/unit tests/app
+	$(PY) -m pytest -q -n 2 tests/unit tests/app
 
 lint: install-dev
 	$(PY) -m ruff check .

@@ -18,6 +18,7 @@ SCHEDULES = ("onecycle", "cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16")
 RESIZES = ("auto", "crop", "squish", "pad")  # core.data.transforms; auto: from aspect ratios
+BALANCES = ("none", "weights", "sampler")  # core.data.balance
 SWITCH = ("auto", "on", "off")  # a switch the data can decide (auto); `--no-NAME` means off
 AUTO_BATCH = 0  # batch_size meaning "find the largest that fits the device"
 AUTO_LR = 0.0  # lr meaning "run the LR range test first and train at its suggestion"
@@ -92,6 +93,10 @@ class TrainConfig:
     label_smoothing: float = setting(
         0.0, label="Label smoothing", group=OPTIMISATION, low=0.0, high=0.5, step=0.05,
         help="Train towards slightly softened targets (0.1–0.2 often helps).")
+    balance: str = setting(
+        "none", label="Class balance", group=OPTIMISATION, choices=BALANCES,
+        help="For imbalanced classes: weights (a class-weighted loss) or sampler (draw every "
+             "class equally often); none: every image counts once.")
     image_size: int | None = setting(
         None, label="Image size", low=8, high=1024,
         help="Pixels per side the images are resized to; unset: the dataset's own size.")
@@ -145,6 +150,12 @@ class TrainConfig:
     init_from: str | None = setting(
         None, label="Start from an earlier run's weights", group=TRANSFER,
         help="A run id whose weights start this run (a new head if the classes differ).")
+    weights: str | None = setting(
+        None, label="Start from weights", group=TRANSFER,
+        help="timm architectures: a weights file on this machine (.safetensors, or a timm "
+             ".pth/.bin checkpoint), or `pretrained` for timm's ImageNet weights, downloaded "
+             "through the Hugging Face Hub on first use and cached in the workspace. The "
+             "classifier head is new.")
     name: str | None = setting(None, label="Run name (optional)", group=RUN,
                                help="A name for the run.")
     recipe: str | None = setting(None, label="Recipe", group=RUN, cli=False,

@@ -15,6 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from models.errors import ModelError
 from models.pretrained import PRETRAINED_NAME, create_pretrained_lite0
 from models.spec import build_from_spec, load_spec
+from models.timm_weights import create_timm_from_weights
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +69,24 @@ def describe_model(name: str) -> str:
 
 
 def create_model(
-    name_or_spec: str | dict | Path, *, in_chans: int, num_classes: int, image_size: int
+    name_or_spec: str | dict | Path, *, in_chans: int, num_classes: int, image_size: int,
+    weights: str | Path | None = None, cache_dir: Path | None = None,
 ) -> nn.Module:
     """Build a model for in_chans x image_size x image_size images and num_classes outputs.
 
     name_or_spec is a preset name, a layer spec (dict, or path to a .json file),
-    'efficientnet-lite0-imagenet', or a timm architecture name.
+    'efficientnet-lite0-imagenet', or a timm architecture name. `weights` (timm architectures
+    only): a weights file on disk, or "pretrained" for timm's ImageNet weights, downloaded on
+    first use into `cache_dir` (models.timm_weights); the head is new either way.
     """
     _check_sizes(in_chans=in_chans, num_classes=num_classes, image_size=image_size)
+    if weights and (not isinstance(name_or_spec, str) or not timm.is_model(name_or_spec)):
+        raise ModelError("Weights files start timm architectures only (resnet18, convnext_atto, "
+                         "…); choose one by name, or drop --weights.")
+    if weights:
+        return create_timm_from_weights(
+            name_or_spec, _timm_kwargs(name_or_spec, in_chans, num_classes, image_size),
+            weights, cache_dir)
     if isinstance(name_or_spec, dict):
         return build_from_spec(
             name_or_spec, in_chans=in_chans, num_classes=num_classes, image_size=image_size
@@ -135,10 +146,15 @@ def _check_sizes(**sizes: int) -> None:
         )
 
 
-def _create_timm(name: str, *, in_chans: int, num_classes: int, image_size: int) -> nn.Module:
+def _timm_kwargs(name: str, in_chans: int, num_classes: int, image_size: int) -> dict:
     kwargs = {"pretrained": False, "num_classes": num_classes, "in_chans": in_chans}
     if get_pretrained_cfg_value(name, "fixed_input_size"):
         kwargs["img_size"] = image_size  # ViT-style models size their position embeddings
+    return kwargs
+
+
+def _create_timm(name: str, *, in_chans: int, num_classes: int, image_size: int) -> nn.Module:
+    kwargs = _timm_kwargs(name, in_chans, num_classes, image_size)
     try:
         return timm.create_model(name, **kwargs)
     except (TypeError, ValueError, AssertionError, RuntimeError) as err:

@@ -24,6 +24,7 @@ from pages.ui.common import (
 from pages.ui.live import live_panel, result_summary, still_panel
 from pages.ui.run_actions import action_bar
 from pages.ui.run_card import run_card_panel
+from pages.ui.run_trust import trust_panel
 
 TABLE_POLL_SECONDS = 2.0
 
@@ -122,6 +123,7 @@ def run_view(run: dict) -> None:
         result_summary(run)
         still_panel(run["run_id"], x or "epoch", run["status"])
         per_class(run)
+        trust_panel(run)
     run_card_panel(run)
 
 

@@ -33,6 +33,8 @@ from pages.ui.common import (
     user_errors,
 )
 from pages.ui.compare_charts import png_config, sweep_figure
+from pages.ui.dataset_view import current_dataset
+from pages.ui.estimate import sweep_estimate
 from pages.ui.settings_form import group_settings, setting_widget, settings_row
 
 BATCH_SIZES = [16, 32, 64, 128, 256, 512]
@@ -82,6 +84,7 @@ def sweep_form(datasets: list[str], taken: set[str]) -> None:
                              seeds=list(range(int(seeds))), budget_minutes=minutes or None)
         grid = " × ".join(plural(count, word) for word, count in grid_shape(configs).items())
         st.caption(f"This queues **{len(configs)} runs** ({grid}); they train one after another.")
+        sweep_estimate(configs, current_dataset(data))
         if st.button("Queue the sweep", type="primary", key="sweep_go",
                      icon=":material/play_arrow:"):
             submit_sweep(group, configs, store())
@@ -96,10 +99,16 @@ def summary_table(summary: pd.DataFrame) -> None:
             return "–"
         return f"{mean:.1%}" + ("" if math.isnan(std) else f" ± {std:.1%}")
 
+    def interval(low: float, high: float) -> str:
+        return "–" if math.isnan(low) else f"{low:.1%} – {high:.1%}"
+
     shown = pd.DataFrame({
         "rank": summary["rank"], "configuration": summary["configuration"],
         "test acc (mean ± std)": [mean_std(m, s) for m, s in
                                   zip(summary["test_acc_mean"], summary["test_acc_std"],
+                                      strict=True)],
+        "test acc 95% interval": [interval(low, high) for low, high in
+                                  zip(summary["test_acc_ci_low"], summary["test_acc_ci_high"],
                                       strict=True)],
         "best val acc (mean ± std)": [mean_std(m, s) for m, s in
                                       zip(summary["best_val_acc_mean"],
@@ -108,6 +117,16 @@ def summary_table(summary: pd.DataFrame) -> None:
         "training time (s, mean)": summary["train_seconds_mean"].round(1),
     })
     st.dataframe(shown, hide_index=True, key="sweep_summary")
+
+
+def best_so_far(summary: pd.DataFrame) -> str:
+    """The top configuration, said to be ahead only when its interval clears the next one's."""
+    top = summary.iloc[0]
+    line = f"**Best so far:** {plain(top['configuration'])}"
+    if top["overlaps_next"] is True:
+        line += (f" — not clearly ahead of {plain(summary.iloc[1]['configuration'])}: their 95% "
+                 "intervals overlap")
+    return line
 
 
 def group_view(group: str) -> None:
@@ -122,8 +141,11 @@ def group_view(group: str) -> None:
     if summary["test_acc_mean"].notna().any() or summary["best_val_acc_mean"].notna().any():
         summary_table(summary)
         st.plotly_chart(sweep_figure(summary), key="sweep_chart", config=png_config(group))
-        top = summary.iloc[0]
-        st.markdown(f"**Best so far:** {plain(top['configuration'])}")
+        st.markdown(best_so_far(summary))
+        close = [f"{plain(row['configuration'])} and the next" for _, row in summary.iterrows()
+                 if row["overlaps_next"] is True]
+        if close:
+            st.caption("95% intervals overlap (the order may be noise): " + "; ".join(close))
     else:
         st.info("The ranking appears as soon as the first run of the sweep finishes.")
     with st.expander(f"The {len(members)} runs"):

@@ -14,8 +14,9 @@ from core.training.batch_size import NO_PROBE_BATCH
 from core.training.schedule import lr_curve, steps_per_epoch
 from pages.ui.charts import lr_find_figure, lr_schedule_figure
 from pages.ui.common import ICONS, PAGES, go_to_run, store, user_errors
-from pages.ui.data_fit import flip_note, resize_note
+from pages.ui.data_fit import flip_note, imbalance_note, resize_note
 from pages.ui.dataset_view import current_dataset
+from pages.ui.estimate import run_estimate
 from pages.ui.train_form import (
     FORM_CONFIG,
     KEEP,
@@ -88,6 +89,8 @@ def train_page(names: list[str]) -> None:
     config = form_config(data, model, spec)
     flip_note(dataset, config.flip)
     resize_note(dataset, config.resize)
+    if config.balance == "none":
+        imbalance_note(dataset)  # with "Class balance" under More settings as the remedy
     st.session_state[FORM_CONFIG] = config  # what the Suggest button tests on its next click
     left, right = st.columns(2)
     with left:
@@ -95,15 +98,18 @@ def train_page(names: list[str]) -> None:
     with right:
         lr_range_test(config)
     ready = spec is not None or model != "custom-cnn"
+    if ready:
+        run_estimate(config, dataset)
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
                  disabled=not ready, key="train_start"):
         start(config)
 
 
 st.title("Train")
-if "clone_config" in st.session_state:
-    apply_clone(st.session_state.pop("clone_config"))
-    st.info("The form holds a copy of the run's settings; change what you like and start.")
+with st.container(key="train_clone_notice_slot"):  # always drawn, so nothing below shifts
+    if "clone_config" in st.session_state:
+        apply_clone(st.session_state.pop("clone_config"))
+        st.info("The form holds a copy of the run's settings; change what you like and start.")
 dataset_names = list_datasets()
 if not dataset_names:
     st.info("There is no dataset to train on yet. Add one first.")

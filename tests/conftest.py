@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,6 +134,41 @@ def train_shapes_run():
         return run_id
 
     return train
+
+
+@pytest.fixture(scope="session")
+def trained_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A workspace holding `shapes` and one completed one-epoch tiny-cnn run named `first`,
+    trained once per session; (its folder, the run id). Tests get copies (`trained_run`)."""
+    from core.config import TrainConfig
+    from core.data.catalog import add_demo
+    from core.runs.execute import execute_run
+    from core.runs.record import new_run
+    from core.store import Store
+
+    home = tmp_path_factory.mktemp("trained-template") / "workspace"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CNN_STUDIO_HOME", str(home))
+        patch.delenv("CNN_STUDIO_DB", raising=False)
+        add_demo("shapes", "shapes")
+        store = Store()
+        config = TrainConfig(data="shapes", model="tiny-cnn", epochs=1, name="first")
+        run_id = new_run(config, store, status="running")
+        assert execute_run(run_id, store)["status"] == "completed"
+    with sqlite3.connect(home / "studio.db") as conn:  # fold the WAL in: one file to copy
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return home, run_id
+
+
+@pytest.fixture
+def trained_run(trained_template: tuple[Path, str], studio_home: Path) -> str:
+    """This test's own workspace: a copy of the session's trained template (the `shapes`
+    dataset and one completed run, whose id this returns), so no test trains it again."""
+    import shutil
+
+    template, run_id = trained_template
+    shutil.copytree(template, studio_home)
+    return run_id
 
 
 LANES = ("unit", "app", "e2e")

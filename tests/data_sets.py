@@ -31,3 +31,16 @@ def arrow_dataset(name: str = "arrows") -> None:
     for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
         builder.add(Image.fromarray(pixels[..., 0]), int(label), f"{index}.png")
     builder.finish(val=0.2, test=0.2, seed=0)
+
+
+def imbalanced_dataset(name: str = "skewed", big: int = 300, small: int = 30) -> None:
+    """Two overlapping classes of noisy gray squares, `big` a little darker than `small` (the
+    brightness of each image varies more than the classes differ), ten times as many of it: a
+    plain loss learns to answer `big`."""
+    rng = np.random.default_rng(0)
+    builder = DatasetBuilder(name, ["big", "small"], origin="test")
+    for index, label in enumerate([0] * big + [1] * small):
+        level = (100 if label == 0 else 125) + rng.normal(0, 20)  # each image's own brightness
+        pixels = np.clip(rng.normal(level, 10, (12, 12)), 0, 255).astype(np.uint8)
+        builder.add(Image.fromarray(pixels), label, f"{index}.png")
+    builder.finish(val=0.2, test=0.3, seed=0)

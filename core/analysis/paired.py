@@ -102,7 +102,7 @@ def load_predictions(run: dict, split: str, card: dict) -> Predictions:
 
 def predictions_now(run: dict, split: str, card: dict) -> Predictions:
     """Classify the split's images with the run's best model (no saved predictions)."""
-    from core.serving.infer import load_model, open_image  # torch
+    from core.serving.infer import load_model  # torch
 
     try:
         dataset = load_dataset(run["data"])
@@ -117,7 +117,7 @@ def predictions_now(run: dict, split: str, card: dict) -> Predictions:
     classes = {name: i for i, name in enumerate(loaded.classes)}
     predicted = []
     for start in range(0, len(index), 256):
-        images = [open_image(dataset.folder / dataset.items[i].file)
+        images = [loaded.open(dataset.folder / dataset.items[i].file)
                   for i in index[start:start + 256]]
         predicted += [classes[top[0]["label"]] for top in loaded.top_k(images, 1)]
     labels = np.array([dataset.items[i].label for i in index], dtype=np.int64)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -153,15 +154,45 @@ def mean(values: list) -> float:
 
 
 def mean_std(name: str, values: list) -> dict:
+    """Mean, sample std and the 95% interval of the mean (Student's t over the seeds; NaN
+    below two seeds)."""
     present = [float(v) for v in values if v is not None]
     std = float(np.std(present, ddof=1)) if len(present) > 1 else float("nan")
-    return {f"{name}_mean": mean(present), f"{name}_std": std}
+    low, high = t_interval(mean(present), std, len(present))
+    return {f"{name}_mean": mean(present), f"{name}_std": std, f"{name}_ci_low": low,
+            f"{name}_ci_high": high}
+
+
+def t_interval(centre: float, std: float, n: int) -> tuple[float, float]:
+    if n < 2 or math.isnan(std):
+        return float("nan"), float("nan")
+    from scipy.stats import t  # scikit-learn's dependency; imported when a sweep is summarised
+
+    half = float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
+    return centre - half, centre + half
 
 
 def rank(frame: pd.DataFrame) -> pd.DataFrame:
+    """Best first (mean test acc, then mean val acc); `overlaps_next` is True where a row's
+    95% interval of the mean test accuracy overlaps the next row's (the order between them
+    may be noise), False where they are apart, None where either lacks an interval."""
     if frame.empty:
         return frame
     frame = frame.sort_values(["test_acc_mean", "best_val_acc_mean"], ascending=False,
                               na_position="last", kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", range(1, len(frame) + 1))
+    frame["overlaps_next"] = [intervals_overlap(frame, i, i + 1) for i in range(len(frame))]
     return frame
+
+
+def intervals_overlap(frame: pd.DataFrame, i: int, j: int) -> bool | None:
+    """Whether rows i and j's 95% intervals of the mean test accuracy overlap; None when
+    there is no row j or either has no interval."""
+    if j >= len(frame):
+        return None
+    ends = [float(frame.loc[row, key]) for row in (i, j)
+            for key in ("test_acc_ci_low", "test_acc_ci_high")]
+    if any(math.isnan(value) for value in ends):
+        return None
+    low_i, high_i, low_j, high_j = ends
+    return bool(low_i <= high_j and low_j <= high_i)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from core.analysis.gpu_report import add_arguments as gpu_report_arguments
 from core.cli.common import Result, command
 from core.cli.train import add_setting_flags, config_from_args
 
@@ -11,6 +12,8 @@ from core.cli.train import add_setting_flags, config_from_args
 def bench(args: argparse.Namespace) -> Result:
     if args.kind == "photos":
         return bench_photos(args)
+    if args.kind == "gpu":
+        return gpu(args)
     from core.analysis import bench as benchmarks  # torch
     from core.analysis.latency import single_image_latency
     from core.training.device import pick_device
@@ -36,6 +39,12 @@ def bench(args: argparse.Namespace) -> Result:
         clients = [int(c) for c in args.clients.split(",")]
         rows = bench_serve(args.run, clients, requests_per_client=args.steps)
         title = "HTTP API: POST /predict, one image per request (loopback, uvicorn)"
+    elif args.kind == "defaults":
+        from core.analysis.bench_defaults import defaults_vs_seed
+
+        seeds = [int(s) for s in (args.seeds or "0,1,2").split(",")]
+        rows = defaults_vs_seed(seeds, args.epochs or 8, args.model or "tiny-cnn")
+        title = "Our defaults vs the seed recipe (Adam 1e-3, no augmentation): test accuracy"
     elif args.kind == "ingest":
         rows = benchmarks.ingest(args.data, args.image_size or 32)
         title = "Ingest: decoding into the cache"
@@ -44,12 +53,21 @@ def bench(args: argparse.Namespace) -> Result:
     else:
         if not (args.model or args.recipe):
             raise ValueError("bench accuracy needs --model (or --recipe).")
-        seeds = [int(s) for s in args.seeds.split(",")]
+        seeds = [int(s) for s in (args.seeds or "0").split(",")]
         targets = [float(t) for t in args.targets.split(",")]
         rows = benchmarks.time_to_accuracy(config_from_args(args), targets, seeds)
         title = "Time to accuracy"
     table = benchmarks.markdown_table(rows, title, device)
     return {"kind": args.kind, "rows": rows, "markdown": table}, table, 0
+
+
+def gpu(args: argparse.Namespace) -> Result:
+    """Every CUDA path, then the GPU targets (core.analysis.gpu_report)."""
+    from core.analysis import gpu_report  # torch
+
+    report = gpu_report.check(args.device or "auto", smoke=args.smoke, quick=args.quick,
+                              fm_dir=args.fm_dir)
+    return report, gpu_report.markdown(report), gpu_report.exit_code(report)
 
 
 def bench_photos(args: argparse.Namespace) -> Result:
@@ -102,7 +120,7 @@ def ood_rows(args: argparse.Namespace) -> list[dict]:
 def register(commands) -> None:
     sub = command(commands, "bench", bench, "benchmarks (see bench/RESULTS.md)")
     sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency", "ood",
-                                      "formats", "serve", "photos"))
+                                      "formats", "serve", "photos", "gpu", "defaults"))
     sub.add_argument("--run", help="latency, formats, serve: the run whose model to time; ood: "
                                    "the run to show --ood-data's images")
     sub.add_argument("--ood-data", help="ood: a dataset of images of none of the run's classes")
@@ -111,9 +129,11 @@ def register(commands) -> None:
     add_setting_flags(sub)
     sub.add_argument("--steps", type=int, default=50, help="timed steps per side")
     sub.add_argument("--warmup", type=int, default=5, help="untimed steps per side")
-    sub.add_argument("--seeds", default="0", help="accuracy: comma-separated seeds")
+    sub.add_argument("--seeds", help="accuracy, defaults: comma-separated seeds (accuracy: 0; "
+                                      "defaults: 0,1,2)")
     sub.add_argument("--targets", default="0.93,0.94", help="accuracy: test-accuracy targets")
     sub.add_argument("--images", type=int, default=2000, help="photos: JPEGs to generate")
     sub.add_argument("--size", default="500x375", help="photos: WIDTHxHEIGHT of each JPEG")
     sub.add_argument("--repeat", type=int, default=3,
                      help="photos: time each step this many times, keep the fastest")
+    gpu_report_arguments(sub)

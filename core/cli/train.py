@@ -27,7 +27,8 @@ from core.training.recipes import RECIPES, recipe_config
 TRAIN_KEYS = ("run_id", "name", "status", "model", "data", "device", "epochs", "best_val_acc",
               "best_epoch", "test_acc", "train_seconds", "train_images_per_s", "params", "flops",
               "image_size", "batch_size", "lr", "lr_auto", "compile_mode", "calibration",
-              "unknown", "error", "per_class")
+              "unknown", "error", "per_class", "balanced_acc", "imbalance_ratio", "balance",
+              "flip", "flip_reason", "tta_flip", "resize", "resize_reason")
 
 
 def batch_size_arg(text: str) -> int:

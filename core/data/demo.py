@@ -122,16 +122,18 @@ def subset_parts(parts: dict, per_class: int | None, test_per_class: int | None,
 def create_demo(kind: str, name: str, *, val: float = 0.1, test: float = 0.1, seed: int = 0,
                 overwrite: bool = False, per_class: int | None = None,
                 test_per_class: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> Dataset:
+                progress: Callable[[int, int], None] | None = None,
+                folder: Path | None = None) -> Dataset:
     """Write built-in dataset `kind` into the workspace as dataset `name`.
 
     `per_class` keeps a seeded, stratified subset of that many images per class of the
     training part (for a small-data experiment); `test_per_class` does the same to an official
-    test set (Fashion-MNIST's 10,000), which otherwise stays whole."""
+    test set (Fashion-MNIST's 10,000), which otherwise stays whole. `folder`: where a demo
+    read from files (Fashion-MNIST) finds them, when not in the usual place."""
     if kind not in DEMOS:
         raise DatasetError(f"Unknown demo {kind!r}; choose one of {', '.join(DEMOS)}.")
     load, classes, _ = DEMOS[kind]
-    parts = subset_parts(load(), per_class, test_per_class, seed)
+    parts = subset_parts(load(folder) if folder else load(), per_class, test_per_class, seed)
     builder = DatasetBuilder(name, classes, origin=f"demo:{kind}", overwrite=overwrite)
     total = sum(len(labels) for _, labels in parts.values())
     done = 0

@@ -43,6 +43,7 @@ class DeviceSplit:
     def __init__(self, images: np.ndarray | CacheRows, labels: np.ndarray,
                  device: torch.device) -> None:
         self.device = device
+        self.sample_weights: torch.Tensor | None = None  # set: shuffling draws by them instead
         self.labels = torch.as_tensor(labels, dtype=torch.long, device=device)
         if isinstance(images, CacheRows):
             self.images = images  # read batch by batch from the cache file
@@ -66,7 +67,10 @@ class DeviceSplit:
         generator, so the shares are disjoint)."""
         rank, ranks = shard
         n = len(self)
-        if shuffle:
+        if shuffle and self.sample_weights is not None:  # a balanced sampler, with replacement
+            order = torch.multinomial(self.sample_weights.to(self.images.device), n,
+                                      replacement=True, generator=generator)
+        elif shuffle:
             order = torch.randperm(n, device=self.images.device, generator=generator)
         else:
             order = torch.arange(n, device=self.images.device)

@@ -9,7 +9,7 @@ import json
 from core.config import TrainConfig
 from core.data.dataset import DatasetError, load_dataset
 from core.store import Store
-from core.training.run_files import MODEL_CARD
+from core.training.run_files import CALIBRATION, MODEL_CARD
 from core.workspace import runs_dir
 
 NOT_RECORDED = "not recorded"
@@ -34,7 +34,8 @@ def run_card(run_ref: str, store: Store | None = None) -> dict:
         "environment": summary.get("environment") or NOT_RECORDED,
         "results": {key: summary.get(key, run.get(key)) for key in (
             "best_val_acc", "best_epoch", "test_acc", "test_loss", "epochs", "train_seconds",
-            "train_images_per_s", "params", "flops", "image_size", "device")},
+            "train_images_per_s", "params", "flops", "image_size", "device",
+            "balanced_acc", "imbalance_ratio", "balance", "flip", "flip_reason", "resize")},
         # how far to trust the answers (training.after_fit): None for runs from before
         "calibration": summary.get("calibration"),
         "unknown": summary.get("unknown"),
@@ -76,3 +77,13 @@ def clone_config(run: dict) -> TrainConfig:
     form gives one); edit freely before submitting."""
     config = TrainConfig.from_dict(json.loads(json.dumps(run["config"])))
     return dataclasses.replace(config, name=None)
+
+
+def calibration_record(run_id: str) -> dict | None:
+    """The run's calibration.json (temperature, ECE and reliability bins before and after,
+    the unknown-input detector; core.training.after_fit), or None before it is written."""
+    path = runs_dir() / run_id / CALIBRATION
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

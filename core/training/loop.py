@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from core.config import TrainConfig
+from core.data.balance import balanced_accuracy
 from core.data.loader import Augment, to_model_input
 from core.training.after_fit import calibrate_run
 from core.training.checkpoint import (
@@ -178,7 +179,8 @@ def train_one_epoch(config: TrainConfig, prepared: PreparedRun, progress: Progre
         x = to_model_input(images, prepared.mean, prepared.std, augment, generator)
         with prepared.autocast():
             logits = prepared.forward(x)
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
+            loss = F.cross_entropy(logits.float(), labels, weight=prepared.class_weights,
+                                   label_smoothing=config.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -262,6 +264,7 @@ def finish(config: TrainConfig, prepared: PreparedRun, progress: Progress, run_d
         if prepared.num_classes >= TOP5_MIN_CLASSES:
             result["test_top5"] = test["top5"]
         result["per_class"] = per_class_metrics(test["confusion"], prepared.classes)
+        result["balanced_acc"] = balanced_accuracy(test["confusion"])
         np.save(run_dir / TEST_CONFUSION, test["confusion"])
         result["confusion"] = test["confusion"].tolist()
         result |= calibrate_run(config, prepared, run_dir)  # temperature, unknown-input detector

@@ -14,6 +14,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from core.config import AUTO_BATCH, TrainConfig
+from core.data.balance import class_weights, imbalance, sample_weights
 from core.data.cache import dataset_resize, default_image_size, load_cache
 from core.data.dataset import Dataset, load_dataset
 from core.data.loader import DeviceSplit, channel_stats, in_memory, split_images, stats_sample
@@ -42,7 +43,7 @@ from core.training.ranks import (
 from core.training.run_files import MODEL_CARD, weights_file
 from core.training.schedule import steps_per_epoch
 from core.training.transfer import load_matching_weights
-from core.workspace import runs_dir
+from core.workspace import home, runs_dir
 from models import PRETRAINED_NAME, create_model, model_profile
 from models.pretrained import freeze_backbone, pretrained_data_config
 
@@ -73,6 +74,9 @@ class PreparedRun:
     tta_flip: bool = False  # flip test-time augmentation: asked for, and the run flips
     resize: str = "crop"  # the resize mode (core.data.transforms), `auto` resolved
     resize_reason: str = ""
+    class_weights: torch.Tensor | None = None  # the loss's, when the config balances by weights
+    balance: str = "none"
+    imbalance_ratio: float | None = None  # largest / smallest class, when over 3× (else None)
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -109,7 +113,8 @@ class PreparedRun:
     def data_fit(self) -> dict:
         """The choices made from the data, for the result and the model card."""
         return {"flip": self.flip, "flip_reason": self.flip_reason, "tta_flip": self.tta_flip,
-                "resize": self.resize, "resize_reason": self.resize_reason}
+                "resize": self.resize, "resize_reason": self.resize_reason,
+                "balance": self.balance, "imbalance_ratio": self.imbalance_ratio}
 
 
 def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
@@ -131,6 +136,11 @@ def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
     train, val, test = (DeviceSplit(split_images(images, splits[name], stream),
                                     labels[splits[name]], device)
                         for name in ("train", "val", "test"))
+    train_labels, classes = labels[splits["train"]], len(dataset.classes)
+    if config.balance == "sampler":
+        train.sample_weights = torch.from_numpy(sample_weights(train_labels, classes))
+    weights = torch.from_numpy(class_weights(train_labels, classes)).to(device) \
+        if config.balance == "weights" else None
     autocast = autocast_for(device, config.precision)
     if config.batch_size == AUTO_BATCH:
         config.batch_size = saved_batch_size(run_dir) or auto_batch_size(
@@ -139,13 +149,14 @@ def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
             precision=resolved_precision(device, config.precision))
     flip, flip_reason = resolve_flip(config.flip, dataset)
     data_fit = {"flip": flip, "flip_reason": flip_reason, "tta_flip": config.tta_flip and flip,
-                "resize": resize, "resize_reason": resize_reason}
+                "resize": resize, "resize_reason": resize_reason, "balance": config.balance,
+                "imbalance_ratio": (imbalance(dataset) or {}).get("ratio")}
     if is_main():  # under torchrun, rank 0 alone writes the run folder
         write_model_card(run_dir, config, dataset, size, mean, std, data_fit)
     forward = model
     if config.compile:
         forward = CompiledForward(model, compile_modes(device, size))
-    return PreparedRun(**data_fit,
+    return PreparedRun(**data_fit, class_weights=weights,
         device=device, dataset=dataset, image_size=size, train=train, val=val, test=test,
         mean=torch.tensor(mean, device=device), std=torch.tensor(std, device=device),
         model=model, optimizer=make_optimizer(config, model), autocast=autocast,
@@ -176,7 +187,8 @@ def normalisation(config: TrainConfig, dataset: Dataset, images: np.ndarray,
 
 def build_model(config: TrainConfig, dataset: Dataset, size: int) -> torch.nn.Module:
     model = create_model(config.extra.get("spec") or config.model, in_chans=dataset.channels,
-                         num_classes=len(dataset.classes), image_size=size)
+                         num_classes=len(dataset.classes), image_size=size,
+                         weights=config.weights, cache_dir=home() / "weights")
     if config.init_from:
         source = runs_dir() / config.init_from
         same_classes = (source / MODEL_CARD).exists() and \

@@ -22,11 +22,12 @@ def same_network(model: str, other: str | None) -> bool:
     return other == model or {model, other} <= LITE0_FAMILY
 
 
-def can_freeze(model: str, init_from: str | None) -> bool:
+def can_freeze(model: str, init_from: str | None, weights: str | None = None) -> bool:
     """Whether a frozen-backbone warm-up makes sense: the backbone must be trained already
-    (the pretrained network, or a timm network starting from an earlier run's weights)."""
+    (the pretrained network, or a timm network starting from an earlier run's weights or from
+    a weights file)."""
     timm_network = model not in list_presets() and model != CUSTOM_NAME
-    return model == PRETRAINED_NAME or (bool(init_from) and timm_network)
+    return model == PRETRAINED_NAME or (bool(init_from or weights) and timm_network)
 
 
 def what_carries_over(source: list[str], target: list[str]) -> str:

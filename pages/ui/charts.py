@@ -114,11 +114,15 @@ def lr_find_figure(lrs: Sequence[float], losses: Sequence[float],
     return fig
 
 
-def top_k_figure(top: Sequence[dict]) -> go.Figure:
-    """Horizontal bars of class probabilities, the most likely on top."""
+MUTED = "#9ca3af"  # grey: guesses shown for an image the model does not know
+
+
+def top_k_figure(top: Sequence[dict], muted: bool = False) -> go.Figure:
+    """Horizontal bars of class probabilities, the most likely on top; grey when `muted`."""
     labels = [safe(entry["label"]) for entry in reversed(top)]
     probs = [entry["prob"] for entry in reversed(top)]
-    fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h", marker_color="#2563eb",
+    fig = go.Figure(go.Bar(x=probs, y=labels, orientation="h",
+                           marker_color=MUTED if muted else "#2563eb",
                            text=[f"{p:.1%}" for p in probs], textposition="auto"))
     fig.update_xaxes(range=[0, 1], tickformat=".0%")
     fig.update_yaxes(type="category")
@@ -150,4 +154,25 @@ def scatter_figure(points: Sequence[dict], x_key: str, y_key: str, title: str,
     base_layout(fig, title, x_title, y_title)
     fig.update_layout(hovermode="closest", margin={"l": 60, "r": 60})
     fig.update_xaxes(type="log" if log_x else "linear", tickformat="~s")
+    return fig
+
+
+def reliability_figure(before: dict, after: dict, title: str) -> go.Figure:
+    """Accuracy against confidence per bin (core.training.calibration.reliability_bins),
+    before and after temperature scaling; a calibrated model's points lie on the diagonal."""
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="calibrated",
+                               line={"dash": "dot", "color": MUTED}, hoverinfo="skip"))
+    for name, table, colour in (("before", before, MUTED), ("after (temperature)", after,
+                                                           "#2563eb")):
+        points = [(c, a, n) for c, a, n in zip(table["confidence"], table["accuracy"],
+                                               table["count"], strict=True) if n]
+        fig.add_trace(go.Scatter(
+            x=[c for c, _, _ in points], y=[a for _, a, _ in points], mode="lines+markers",
+            name=name, line={"color": colour}, customdata=[n for _, _, n in points],
+            hovertemplate="confidence %{x:.1%}<br>accuracy %{y:.1%}<br>%{customdata} images"
+                          "<extra></extra>"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    base_layout(fig, safe(title), "confidence (top class)", "accuracy", height=360)
+    fig.update_layout(hovermode="closest")
     return fig

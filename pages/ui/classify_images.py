@@ -14,7 +14,7 @@ from core.analysis.ranking import best_run_id
 from core.serving.infer import LoadedModel, open_image
 from pages.ui.charts import top_k_figure
 from pages.ui.common import IMAGE_TYPES, pct, plain, weights_stamp
-from pages.ui.model_choice import choose_run, model_for, timed_top_k
+from pages.ui.model_choice import choose_run, model_for, timed_predict
 
 MAX_SHOWN = 20  # images drawn at once; more belong in "Classify many"
 PREVIEW = 512  # px: the shown image (and its heat map) is at most this large
@@ -129,14 +129,14 @@ def images_tab(runs: list[dict], first: Side) -> None:
 def one_model(side: Side, upload: Upload, settings: dict, index: int) -> None:
     left, right = st.columns([1, 3], vertical_alignment="center")
     left.image(upload.preview, caption=plain(upload.name), width=200)
-    top, ms = timed_top_k(side.model, side.model.open(upload.data), settings["k"])
+    answer, ms = timed_predict(side.model, side.model.open(upload.data), settings["k"])
     if settings["explain"]:
         with left:
             heat = where_it_looked(side, upload, settings["opacity"])
         if heat is not None:
             left.image(heat, caption="where it looked (Grad-CAM)", width=200)
     with right:
-        prediction(top, ms, key=f"topk_{index}")
+        prediction(answer, ms, key=f"topk_{index}")
 
 
 def side_by_side(sides: list[Side], upload: Upload, settings: dict, index: int) -> None:
@@ -146,9 +146,9 @@ def side_by_side(sides: list[Side], upload: Upload, settings: dict, index: int) 
     for number, (col, side) in enumerate(zip(cols[1:], sides, strict=True)):
         with col:
             st.markdown(f"**{plain(side.run['name'])}** · {plain(side.run['model'])}")
-            top, ms = timed_top_k(side.model, side.model.open(upload.data), settings["k"])
-            labels.append(top[0]["label"])
-            prediction(top, ms, key=f"topk_{index}_{number}")
+            answer, ms = timed_predict(side.model, side.model.open(upload.data), settings["k"])
+            labels.append(None if answer["unknown"] else answer["top"][0]["label"])
+            prediction(answer, ms, key=f"topk_{index}_{number}")
             if settings["explain"]:
                 heat = where_it_looked(side, upload, settings["opacity"])
                 if heat is not None:
@@ -157,7 +157,19 @@ def side_by_side(sides: list[Side], upload: Upload, settings: dict, index: int) 
     cols[0].caption(verdict)
 
 
-def prediction(top: list[dict], ms: float, key: str) -> None:
-    st.markdown(f"### {plain(top[0]['label'])}")
-    st.caption(f"{pct(top[0]['prob'])} sure · predicted in {ms:.1f} ms")
-    st.plotly_chart(top_k_figure(top), key=key)
+UNKNOWN = "None of the classes I know"
+
+
+def prediction(answer: dict, ms: float, key: str) -> None:
+    """The answer: the top class and its calibrated probability, or "None of the classes I
+    know" with the closest guesses greyed when the image looks like no training image."""
+    top = answer["top"]
+    if answer["unknown"]:
+        st.markdown(f"### {UNKNOWN}")
+        st.caption(f"This image looks like none of the images the model trained on, so its "
+                   f"guesses (greyed) mean little · closest: {plain(top[0]['label'])} "
+                   f"{pct(top[0]['prob'])} · predicted in {ms:.1f} ms")
+    else:
+        st.markdown(f"### {plain(top[0]['label'])}")
+        st.caption(f"{pct(top[0]['prob'])} sure (calibrated) · predicted in {ms:.1f} ms")
+    st.plotly_chart(top_k_figure(top, muted=answer["unknown"]), key=key)

@@ -31,20 +31,21 @@ def folder_as_zip(files: list) -> bytes:
     return buffer.getvalue()
 
 
-def source_picker() -> tuple[str, object] | None:
-    """(a name for the upload, its zip bytes or file), or None while nothing is uploaded."""
+def source_picker() -> tuple[str, object, str] | None:
+    """(a name for the upload, its zip bytes, which upload it is), or None while nothing is
+    uploaded. The third is the uploads' ids: a result belongs to the upload it was made from."""
     kind = st.radio("Images from", ["A zip", "A folder"], horizontal=True, key="many_source")
     if kind == "A zip":
         upload = st.file_uploader("A zip of images (in class folders to get an accuracy)",
                                   type=["zip"], key="many_zip")
-        return (upload.name, upload.getvalue()) if upload else None
+        return (upload.name, upload.getvalue(), upload.file_id) if upload else None
     files = st.file_uploader("A folder of images (with one sub-folder per class to get an "
                              "accuracy)", type=IMAGE_TYPES, accept_multiple_files="directory",
                              key="many_folder")
     if not files:
         return None
     top = PurePosixPath(files[0].name).parts[0] if "/" in files[0].name else "folder"
-    return top, folder_as_zip(files)
+    return top, folder_as_zip(files), ",".join(file.file_id for file in files)
 
 
 def many_tab(run: dict, model: LoadedModel) -> None:
@@ -52,7 +53,7 @@ def many_tab(run: dict, model: LoadedModel) -> None:
     clicked = st.button("Classify all", type="primary", disabled=picked is None,
                         key="many_go", icon=":material/table_view:")
     if clicked and picked:
-        name, source = picked
+        name, source, upload_id = picked
         bar = st.progress(0.0, text="Classifying…")
 
         def progress(done: int, total: int) -> None:
@@ -61,20 +62,24 @@ def many_tab(run: dict, model: LoadedModel) -> None:
         with user_errors("classify these images"):
             result = classify_archive(model, source, top_k=TOP_K, progress=progress)
             st.session_state[RESULT_KEY] = {"run_id": run["run_id"], "name": name,
-                                            "result": result}
+                                            "upload": upload_id, "result": result}
         bar.empty()
     kept = st.session_state.get(RESULT_KEY)
-    if kept and kept["run_id"] == run["run_id"]:
+    current = picked[2] if picked else None  # a newly chosen upload hides the old result
+    if kept and kept["run_id"] == run["run_id"] and kept.get("upload") == current:
         show_result(kept["name"], kept["result"])
 
 
 def show_result(name: str, result: dict) -> None:
     rows, skipped = result["rows"], result["skipped"]
-    cols = st.columns(4)
+    cols = st.columns(5)
     cols[0].metric("Images classified", f"{len(rows):,}")
-    cols[1].metric("Skipped", f"{len(skipped):,}")
-    cols[2].metric("With a known class folder", f"{result['labelled']:,}")
-    cols[3].metric("Accuracy", pct(result["accuracy"]))
+    cols[1].metric("None of the classes I know", f"{result.get('unknown', 0):,}",
+                   help="images that look like none of the training images (the run's "
+                        "unknown-input detector); their guesses are in the table all the same")
+    cols[2].metric("Skipped", f"{len(skipped):,}")
+    cols[3].metric("With a known class folder", f"{result['labelled']:,}")
+    cols[4].metric("Accuracy", pct(result["accuracy"]))
     stem = PurePosixPath(name).stem or "images"
     st.download_button("Download the predictions (CSV)", rows_to_csv(rows),
                        file_name=f"{stem}-predictions.csv", mime="text/csv", key="many_csv",
@@ -114,7 +119,9 @@ def prediction_rows(rows: list[dict]) -> list[dict]:
     table = []
     for row in rows:
         truth = row["true_label"]
-        table.append({"file": row["file"], "predicted": row["label"], "probability": row["prob"],
+        table.append({"file": row["file"], "predicted": row["label"],
+                      "known": "no: none of the classes" if row.get("unknown") else "yes",
+                      "probability": row["prob"],
                       "true class": truth or "", "correct": "" if truth is None else
                       ("yes" if truth == row["label"] else "no"),
                       "top 3": ", ".join(f"{t['label']} {t['prob']:.0%}" for t in row["top"])})

@@ -1,10 +1,12 @@
-"""What the data says about training on it: the flip decision (core.data.mirror), shown on the
-Datasets and Train pages with how to override it."""
+"""What the data says about training on it: the flip decision (core.data.mirror), the resize
+mode and class imbalance (core.data.balance), shown on the Datasets and Train pages with how to
+override them, and a finished run's balanced accuracy when its classes were imbalanced."""
 
 from __future__ import annotations
 
 import streamlit as st
 
+from core.data.balance import imbalance
 from core.data.cache import dataset_resize
 from core.data.dataset import Dataset
 from core.data.mirror import FlipDecision, dataset_flip_decision
@@ -48,4 +50,29 @@ def data_fit_panel(dataset: Dataset) -> FlipDecision:
     st.caption(f"{plain(decision.reason)}. {OVERRIDE}")
     st.caption(f"{plain(dataset_resize(dataset)[1])}. Override it with Resize mode (crop, "
                "squish or pad) on the Train page; predictions and exports use the run's mode.")
+    imbalance_note(dataset)
     return decision
+
+
+def imbalance_note(dataset: Dataset) -> None:
+    found = imbalance(dataset)
+    if found:
+        st.warning(f"The {plain(found['message'])}.", icon=":material/balance:")
+
+
+def imbalance_result(summary: dict) -> None:
+    """Under a finished run's result: balanced accuracy and per-class recall, when the classes
+    were imbalanced (or the run balanced them)."""
+    if not (summary.get("imbalance_ratio") or summary.get("balance", "none") != "none"):
+        return
+    if summary.get("balanced_acc") is None:
+        return
+    ratio = summary.get("imbalance_ratio")
+    st.markdown(f"**Balanced accuracy** (mean per-class recall): {summary['balanced_acc']:.1%} "
+                f"· accuracy {summary.get('test_acc') or 0:.1%} · balance "
+                f"{plain(summary.get('balance', 'none'))}"
+                + (f" · largest class {ratio:.1f}× the smallest" if ratio else ""))
+    st.dataframe([{"class": row["class"], "test images": row["support"],
+                   "recall": row["accuracy"]} for row in summary.get("per_class") or []],
+                 hide_index=True, column_config={"recall": st.column_config.ProgressColumn(
+                     "recall", min_value=0.0, max_value=1.0, format="percent")})

@@ -9,9 +9,11 @@ import streamlit as st
 from core.data import catalog
 from core.data.dataset import list_datasets
 from core.runs.imports import submit_demo, submit_entries, submit_zip
-from core.workspace import safe_name
+from core.workspace import NAME_RULE, safe_name
 from pages.ui.common import IMAGE_TYPES, plain, user_errors
 from pages.ui.import_jobs import import_notices
+
+NAME_HELP = f"The dataset's name in the workspace: {NAME_RULE}."
 
 
 def split_settings(key: str) -> tuple[float, float]:
@@ -33,7 +35,7 @@ def queue_import(submit: Callable[[], str]) -> None:
 def zip_tab() -> None:
     upload = st.file_uploader("A zip of class folders (class_name/image.jpg)", type=["zip"],
                               key="zip_upload")
-    name = st.text_input("Dataset name", key="zip_name",
+    name = st.text_input("Dataset name", help=NAME_HELP, key="zip_name",
                          placeholder=safe_name(upload.name) if upload else "my-dataset")
     val, test = split_settings("zip")
     if st.button("Import zip", type="primary", disabled=upload is None, key="zip_go"):
@@ -45,7 +47,8 @@ def zip_tab() -> None:
 def folder_tab() -> None:
     files = st.file_uploader("A folder with one sub-folder per class", type=IMAGE_TYPES,
                              accept_multiple_files="directory", key="folder_upload")
-    name = st.text_input("Dataset name", key="folder_name", placeholder="my-dataset")
+    name = st.text_input("Dataset name", help=NAME_HELP, key="folder_name",
+                         placeholder="my-dataset")
     val, test = split_settings("folder")
     if st.button("Import folder", type="primary", disabled=not files, key="folder_go"):
         entries = [(file.name, file.getvalue()) for file in files]
@@ -70,10 +73,12 @@ def class_by_class_tab() -> None:
                 st.rerun()
             st.file_uploader("Images of this class", type=IMAGE_TYPES,
                              accept_multiple_files=True, key=f"tm_files_{class_id}")
+            webcam_shots(class_id)
     if st.button("Add a class", key="tm_add", icon=":material/add:"):
         ids.append(max(ids) + 1)
         st.rerun()
-    name = st.text_input("Dataset name", key="tm_dataset_name", placeholder="my-classes")
+    name = st.text_input("Dataset name", help=NAME_HELP, key="tm_dataset_name",
+                         placeholder="my-classes")
     val, test = split_settings("tm")
     if st.button("Create dataset", type="primary", key="tm_go"):
         entries = class_entries(ids)
@@ -82,13 +87,37 @@ def class_by_class_tab() -> None:
             queue_import(lambda: submit_entries(entries, chosen, val=val, test=test))
 
 
+def keep_shot(class_id: int) -> None:
+    """Each new webcam picture joins the class (the camera widget holds only the last one)."""
+    shot = st.session_state.get(f"tm_camera_{class_id}")
+    if shot is not None:
+        st.session_state.setdefault(f"tm_shots_{class_id}", []).append(shot.getvalue())
+
+
+def webcam_shots(class_id: int) -> None:
+    """Pictures from the webcam, as Teachable Machine takes them: one per click."""
+    shots = st.session_state.get(f"tm_shots_{class_id}") or []
+    if not st.toggle("Take pictures with the webcam", key=f"tm_camera_on_{class_id}"):
+        if shots:
+            st.caption(f"{len(shots)} webcam picture(s) in this class.")
+        return
+    st.camera_input("Take a picture (each one joins this class)", key=f"tm_camera_{class_id}",
+                    on_change=keep_shot, args=(class_id,))
+    cols = st.columns([3, 1])
+    cols[0].caption(f"{len(shots)} webcam picture(s) in this class.")
+    if shots and cols[1].button("Clear them", key=f"tm_shots_clear_{class_id}"):
+        st.session_state[f"tm_shots_{class_id}"] = []
+        st.rerun()
+
+
 def class_entries(ids: list[int]) -> list[tuple[str, bytes]] | None:
     """("class/file", bytes) pairs from the class-by-class form, or None after an st.error."""
     entries, seen = [], set()
     for class_id in ids:
         label = st.session_state.get(f"tm_name_{class_id}", "").strip()
         files = st.session_state.get(f"tm_files_{class_id}") or []
-        if not files:
+        shots = st.session_state.get(f"tm_shots_{class_id}") or []
+        if not files and not shots:
             continue
         if not label or "/" in label or "\\" in label or label in (".", ".."):
             st.error("Give every class that has images a name (without / or \\).")
@@ -99,6 +128,7 @@ def class_entries(ids: list[int]) -> list[tuple[str, bytes]] | None:
             return None
         seen.add(label)
         entries += [(f"{label}/{file.name}", file.getvalue()) for file in files]
+        entries += [(f"{label}/webcam-{index:03d}.jpg", shot) for index, shot in enumerate(shots)]
     if len(seen) < 2:
         st.error("Add images to at least two classes: a classifier needs two to tell apart.")
         return None

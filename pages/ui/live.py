@@ -21,6 +21,7 @@ from pages.ui.common import (
     run_seconds,
     store,
 )
+from pages.ui.data_fit import imbalance_result
 from pages.ui.metric_log import MetricLog
 
 POLL_SECONDS = 1.0
@@ -155,3 +156,4 @@ def result_summary(run: dict) -> None:
                    help=f"{count(summary.get('flops'))} FLOPs per image")
     st.caption(f"Device: {plain(summary.get('device', '–'))} · image size "
                f"{summary.get('image_size', '–')} px · epochs {summary.get('epochs', '–')}")
+    imbalance_result(summary)

@@ -59,9 +59,10 @@ def describe_run(run: dict, model: LoadedModel) -> str:
             f"images resized and centre-cropped to {size}×{size} px, as in validation")
 
 
-def timed_top_k(model: LoadedModel, image: Image.Image, k: int) -> tuple[list[dict], float]:
-    """The image's top-k and how long the call took in milliseconds (preprocessing, forward
-    pass and softmax: what a caller waits for)."""
+def timed_predict(model: LoadedModel, image: Image.Image, k: int) -> tuple[dict, float]:
+    """The image's answer ({top, unknown, score}: LoadedModel.predict) and how long the call
+    took in milliseconds (preprocessing, forward pass, softmax and the unknown-input score:
+    what a caller waits for)."""
     start = time.perf_counter()
-    [top] = model.top_k([image], k)
-    return top, (time.perf_counter() - start) * 1000
+    [answer] = model.predict([image], k)
+    return answer, (time.perf_counter() - start) * 1000

@@ -49,6 +49,7 @@ from pages.ui.settings_form import (
     state_default,
     within_range,
 )
+from pages.ui.weights_choice import weights_settings
 
 KINDS = ["Preset", "timm architecture", "Pretrained EfficientNet-Lite0", "Custom layers"]
 FROM_SCRATCH = ""  # the init_from choice "no earlier run"
@@ -122,9 +123,10 @@ def recipe_picker(data: str) -> None:
                    icon=":material/bolt:", on_click=use_recipe, args=(recipe.name, data),
                    type="primary" if recipe.name == suggested else "secondary",
                    width="stretch")
-    note = st.session_state.pop("recipe_note", None)
-    if note:
-        (st.success if note[0] == "success" else st.error)(note[1])
+    with st.container(key="recipe_note_slot"):  # always drawn: nothing below changes identity
+        note = st.session_state.pop("recipe_note", None)
+        if note:
+            (st.success if note[0] == "success" else st.error)(note[1])
 
 
 @st.cache_data(max_entries=64, show_spinner="Measuring the model…")
@@ -142,7 +144,7 @@ def show_profile(model: str, dataset: Dataset, image_size: int) -> None:
     cols = st.columns(2)
     cols[0].metric("Parameters", count(numbers["params"]))
     cols[1].metric("FLOPs per image", count(numbers["flops"]))
-    with st.expander("Layers: output shape, parameters and FLOPs of each"):
+    with st.expander("Layers: output shape, parameters and FLOPs of each", key="train_layers_box"):
         layer_table(model, dataset, image_size)
 
 
@@ -202,6 +204,7 @@ def source_classes(run_id: str) -> list[str]:
 def transfer_settings(model: str, dataset: Dataset, runs: list[dict]) -> None:
     """Start from an earlier run's weights (init_from) and, for a trained backbone, how many
     epochs it stays frozen (freeze_epochs)."""
+    weights_settings(model)
     sources = [run for run in runs if run["status"] == "completed" and has_model(run)
                and same_network(model, run["config"].get("model"))]
     by_id = {run["run_id"]: run for run in sources}
@@ -223,7 +226,7 @@ def transfer_settings(model: str, dataset: Dataset, runs: list[dict]) -> None:
     elif not sources:
         cols[0].caption("No completed run of this network yet to start from.")
     state_default("train_freeze_epochs", default_of("freeze_epochs"))
-    if not can_freeze(model, init_from or None):
+    if not can_freeze(model, init_from or None, st.session_state.get("train_weights")):
         st.session_state["train_freeze_epochs"] = 0  # only a trained backbone is worth freezing
         return
     setting_widget(cols[1], "freeze_epochs",
@@ -295,7 +298,9 @@ def more_settings() -> None:
     state_default("train_ema", False)
     state_default("train_ema_decay", DEFAULT_EMA_DECAY)
     state_default("train_name", "")
-    with st.expander("More settings: regularisation, augmentation, device"):
+    # keyed: it stays open while its widgets change (an unkeyed one re-created after a
+    # clone or recipe notice went away folded shut on the first change inside it)
+    with st.expander("More settings: regularisation, augmentation, device", key="train_more"):
         for group in MORE:
             settings_row(group_settings(group, exclude=OWN_WIDGETS))
         cols = st.columns(3)

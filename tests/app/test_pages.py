@@ -60,16 +60,6 @@ def finish_imports(at: AppTest) -> AppTest:
     return at.run()
 
 
-@pytest.fixture
-def trained_run(shapes_dataset) -> str:
-    """A completed one-epoch tiny-cnn run on `shapes`, trained in this process (~3 s)."""
-    store = Store()
-    run_id = new_run(TrainConfig(data="shapes", model="tiny-cnn", epochs=1), store,
-                     status="running")
-    execute_run(run_id, store)
-    return run_id
-
-
 # Every page ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("page", PAGES)
@@ -291,6 +281,18 @@ def test_a_finished_run_shows_its_result_and_curves(trained_run) -> None:
     assert at.session_state["run_pick"] == trained_run
 
 
+def test_a_finished_run_shows_its_calibration_and_reliability_diagram(trained_run) -> None:
+    at = open_page("pages/runs.py")
+    record = Store().get_run(trained_run)["summary"]["calibration"]
+    shown = "\n".join(str(m.value) for m in at.markdown)
+    assert f"Temperature **{record['temperature']:.3f}**" in shown
+    assert "None of the classes I know" in shown and "of validation images answered" in shown
+    charts = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    [figure] = [f for f in charts if f["layout"]["title"]["text"] == "Reliability (test split)"]
+    assert [trace["name"] for trace in figure["data"]] == ["calibrated", "before",
+                                                           "after (temperature)"]
+
+
 def accuracy_points(at: AppTest) -> int:
     for chart in at.get("plotly_chart"):
         figure = json.loads(chart.proto.spec)
@@ -441,11 +443,23 @@ def test_compare_overlays_two_runs(trained_run) -> None:
     assert "Settings that differ" in texts(at.markdown)
 
 
+def shape_png(size: int = 32, seed: int = 11) -> bytes:
+    """A new image of the `shapes` kind (not a training image), as a PNG of size×size."""
+    from PIL import Image
+
+    from core.data.demo import shapes_arrays
+
+    image = Image.fromarray(shapes_arrays(per_class=1, seed=seed)["all"][0][0])
+    buffer = io.BytesIO()
+    image.resize((size, size)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def test_classify_shows_the_top_classes_of_an_upload(trained_run) -> None:
     at = open_page("pages/classify.py")
-    uploader = at.file_uploader(key="classify_files")
-    uploader.upload("red.png", png((230, 30, 30)), "image/png")
-    uploader.upload("big.png", png((30, 200, 30), size=300), "image/png")
+    uploader = at.file_uploader(key="classify_files")  # shapes: not "none of the classes"
+    uploader.upload("shape.png", shape_png(), "image/png")
+    uploader.upload("big.png", shape_png(size=300), "image/png")
     at.run()
     assert not at.exception, at.exception
     headings = [m.value.removeprefix("### ") for m in at.markdown if m.value.startswith("### ")]

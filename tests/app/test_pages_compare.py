@@ -315,6 +315,12 @@ def test_a_sweep_queues_every_configuration_as_a_group_and_ranks_them(shapes_dat
     assert len(ranking) == 6
     assert ranking.iloc[0]["configuration"].startswith("small-cnn lr=0.003")
     assert ranking.iloc[1]["test acc (mean ± std)"] == "50.5% ± 0.7%"
+    # two seeds: mean ± t(0.975, 1) · std / √2 = 50.5% ± 6.4%; the winner's seeds agree
+    assert ranking.iloc[1]["test acc 95% interval"] == "44.1% – 56.9%"
+    assert ranking.iloc[0]["test acc 95% interval"] == "90.0% – 90.0%"
+    shown = texts(at.markdown).replace("\\", "")  # markdown escapes
+    assert "**Best so far:** small-cnn lr=0.003" in shown and "not clearly ahead" not in shown
+    assert "95% intervals overlap" in texts(at.caption)  # the five runners-up tie
 
 
 def test_a_sweep_with_a_bad_learning_rate_says_what_to_write(shapes_dataset) -> None:

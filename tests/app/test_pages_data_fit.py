@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_sets import arrow_dataset
+from data_sets import arrow_dataset, imbalanced_dataset
 from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -36,3 +36,24 @@ def test_the_train_page_says_what_auto_flip_decides(studio_home) -> None:
     assert "Flip (auto): flips off" in texts(at.caption)
     at.selectbox(key="train_flip").set_value("on").run()
     assert "Flip set on by hand; the data test says flips off" in texts(at.caption)
+
+
+def test_the_train_page_warns_of_imbalance_and_a_run_shows_balanced_accuracy(
+        studio_home) -> None:
+    from core.config import TrainConfig
+    from core.runs.execute import execute_run
+    from core.runs.record import new_run
+    from core.store import Store
+
+    imbalanced_dataset()
+    at = open_page("pages/train.py")
+    assert "classes are imbalanced: `big`" in texts(at.warning)
+    store = Store()
+    run_id = new_run(TrainConfig(data="skewed", model="tiny-cnn", epochs=1, device="cpu",
+                                 balance="weights"), store, status="running")
+    execute_run(run_id, store)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("pages/runs.py").run()
+    assert not at.exception, at.exception
+    assert "Balanced accuracy" in texts(at.markdown).replace("\\", "")

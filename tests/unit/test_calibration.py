@@ -180,3 +180,16 @@ def test_a_run_without_a_detector_answers_unknown_false(shapes_workspace, run_id
     assert answer["unknown"] is False and answer["score"] is None
     rule = Detector("msp", 0.5, 1.0)
     assert list(rule.unknown(np.array([0.4, 0.6]))) == [True, False]
+
+
+def test_compare_classifies_a_run_without_saved_predictions(shapes_workspace, run_id,
+                                                            train_shapes_run) -> None:
+    from core.analysis.paired import compare_runs
+
+    older = train_shapes_run(shapes_workspace, seed=1)
+    (runs_dir() / older / PREDICTIONS).unlink()  # as a run from before they were saved
+    result = compare_runs(older, run_id, store=shapes_workspace)
+    assert result["a"]["accuracy"] == pytest.approx(shapes_workspace.get_run(older)["test_acc"])
+    assert result["b"]["accuracy"] == pytest.approx(shapes_workspace.get_run(run_id)["test_acc"])
+    counts = result["counts"]
+    assert sum(counts.values()) == result["images"] == len(load_dataset("shapes").indices("test"))

@@ -24,7 +24,7 @@ def flag_and_value(name: str, meta: Setting) -> tuple[list[str], object]:
     if meta.choices:
         value = next(choice for choice in meta.choices if choice != default)
         return [flag, value], value
-    if name in ("data", "model", "name", "init_from"):
+    if name in ("data", "model", "name", "init_from", "weights"):
         value = {"data": "shapes", "model": "small-cnn"}.get(name, "some-run")
         return [flag, value], value
     if name == "batch_size":

@@ -137,6 +137,25 @@ def test_group_summary_gives_mean_and_std_over_seeds():
     assert small["test_acc_std"] == pytest.approx(math.sqrt(0.02))
 
 
+def test_group_summary_gives_a_95_percent_interval_and_says_when_neighbours_overlap():
+    store = Store()
+    for seed, test in enumerate([0.70, 0.80, 0.90]):
+        finished_run(store, "g", "tiny-cnn", seed, 0.8, test)
+    for seed, test in enumerate([0.74, 0.76]):
+        finished_run(store, "g", "small-cnn", seed, 0.7, test)
+    for seed, test in enumerate([0.20, 0.22]):
+        finished_run(store, "g", "resnet18", seed, 0.2, test)
+    summary = group_summary(store, "g").set_index("model")
+    tiny = summary.loc["tiny-cnn"]
+    # mean 0.8, std 0.1, n 3: 0.8 ± t(0.975, 2) · 0.1 / √3, t(0.975, 2) = 4.302653
+    half = 4.302653 * 0.1 / math.sqrt(3)
+    assert tiny["test_acc_ci_low"] == pytest.approx(0.8 - half, abs=1e-5)
+    assert tiny["test_acc_ci_high"] == pytest.approx(0.8 + half, abs=1e-5)
+    assert bool(summary.loc["tiny-cnn", "overlaps_next"]) is True  # 0.55–1.05 vs 0.75 ± 0.13
+    assert bool(summary.loc["small-cnn", "overlaps_next"]) is False  # far above resnet18
+    assert summary.loc["resnet18", "overlaps_next"] is None  # the last has no next
+
+
 def test_group_summary_ranks_by_mean_test_acc_then_val_acc():
     store = Store()
     finished_run(store, "g", "tiny-cnn", 0, 0.70, 0.80)
