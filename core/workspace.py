@@ -84,11 +84,13 @@ def next_free_name(template: str, taken: set[str] | list[str], start: int = 1) -
     return template.format(n=number)
 
 
+NAME_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
 def check_name(name: str, what: str = "name") -> str:
     """Return `name` if it is safe as a folder name, else raise ValueError saying what's allowed."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name) or name in {".", ".."}:
         raise ValueError(
-            f"{what} {name!r} is not allowed: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit."
+            f"{what} {name!r} is not allowed: use {NAME_RULE}."
         )
     return name

@@ -106,9 +106,10 @@ def train_page(names: list[str]) -> None:
 
 
 st.title("Train")
-if "clone_config" in st.session_state:
-    apply_clone(st.session_state.pop("clone_config"))
-    st.info("The form holds a copy of the run's settings; change what you like and start.")
+with st.container(key="train_clone_notice_slot"):  # always drawn, so nothing below shifts
+    if "clone_config" in st.session_state:
+        apply_clone(st.session_state.pop("clone_config"))
+        st.info("The form holds a copy of the run's settings; change what you like and start.")
 dataset_names = list_datasets()
 if not dataset_names:
     st.info("There is no dataset to train on yet. Add one first.")

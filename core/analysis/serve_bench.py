@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from core.serving import quantize
-from core.serving.api import create_app
+from core.serving.api import create_app, listening_socket
 from core.serving.infer import load_model
 from core.store import Store
 
@@ -29,8 +28,7 @@ def bench_serve(run_ref: str, clients: list[int], requests_per_client: int = 50,
     loaded = load_model(run_ref, store)
     app = create_app(loaded, store.get_run(loaded.run_id))
     images = sample_pngs(loaded.card, 16)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)  # as `serve` listens: TCP_NODELAY
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),

@@ -78,7 +78,8 @@ def bench_photos(args: argparse.Namespace) -> Result:
     except ValueError:
         raise ValueError(f"--size {args.size!r} is not WIDTHxHEIGHT, for example 500x375.") \
             from None
-    rows = photo_bench.photos(args.images, (width, height), args.image_size or 150)
+    rows = photo_bench.photos(args.images, (width, height), args.image_size or 150,
+                              repeat=args.repeat)
     table = photo_bench.markdown(rows)
     return {"kind": "photos", "rows": rows, "markdown": table}, table, 0
 
@@ -133,4 +134,6 @@ def register(commands) -> None:
     sub.add_argument("--targets", default="0.93,0.94", help="accuracy: test-accuracy targets")
     sub.add_argument("--images", type=int, default=2000, help="photos: JPEGs to generate")
     sub.add_argument("--size", default="500x375", help="photos: WIDTHxHEIGHT of each JPEG")
+    sub.add_argument("--repeat", type=int, default=3,
+                     help="photos: time each step this many times, keep the fastest")
     gpu_report_arguments(sub)

@@ -34,7 +34,7 @@ def serve_token(args: argparse.Namespace) -> str | None:
 def serve(args: argparse.Namespace) -> Result | None:
     import uvicorn
 
-    from core.serving.api import create_app  # torch, fastapi
+    from core.serving.api import create_app, listening_socket  # torch, fastapi
     from core.serving.infer import load_model
     from core.store import Store
 
@@ -42,10 +42,14 @@ def serve(args: argparse.Namespace) -> Result | None:
     store = Store()
     loaded = load_model(args.run, store)
     app = create_app(loaded, store.get_run(loaded.run_id), token=token)
+    sock = listening_socket(args.host, args.port)
     guard = "a bearer token" if token else "no token (loopback only)"
     print(f"serving run {loaded.run_id} at http://{args.host}:{args.port} with {guard}; "
           f"OpenAPI docs at http://{args.host}:{args.port}/docs", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()
     return None
 
 

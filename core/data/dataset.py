@@ -2,7 +2,9 @@
 
 Layout under `<workspace>/datasets/<name>/`:
     manifest.json             classes, channels, split, one entry per image
-    images/<label>/<n>.png    every kept image, decoded once at import, RGB or L
+    images/<label>/<n>.<ext>  every kept image, checked at import: the upload's own bytes
+                              (.jpg, .png, .webp) when they decode to RGB or L as they are,
+                              else a cleaned PNG
     cache/                    decode-once uint8 arrays per image size (see cache.py)
 
 The manifest is written last and atomically, so a folder without one is an import
@@ -30,7 +32,7 @@ class DatasetError(ValueError):
 
 @dataclass
 class Item:
-    file: str  # relative to the dataset folder, e.g. "images/3/000042.png"
+    file: str  # relative to the dataset folder, e.g. "images/3/000042.jpg"
     label: int
     split: str
     source: str = ""  # where it came from in the upload, for reports

@@ -47,6 +47,7 @@ class Decoded:
     image: Image.Image  # mode L or RGB, upright, first frame
     keep: bool  # the upload's own bytes decode to exactly `image`: store them as they are
     extension: str  # the stored file's extension when kept (".jpg", ".png", ".webp")
+    size: tuple[int, int]  # (width, height) upright, at full size (`image` may be drafted)
 
 
 def decode_image(data: bytes, max_pixels: int, draft_to: int | None = None) -> Image.Image:
@@ -55,8 +56,13 @@ def decode_image(data: bytes, max_pixels: int, draft_to: int | None = None) -> I
     return decode_upload(data, max_pixels, draft_to).image
 
 
-def decode_upload(data: bytes, max_pixels: int, draft_to: int | None = None) -> Decoded:
-    """The checked decode, and whether the bytes can be kept (see `needs_no_conversion`)."""
+def decode_upload(data: bytes, max_pixels: int, draft_to: int | None = None, *,
+                  check_only: bool = False) -> Decoded:
+    """The checked decode, and whether the bytes can be kept (see `needs_no_conversion`).
+    `check_only` (the importer, which keeps such bytes as they are and needs no pixels of
+    them): a JPEG to keep is decoded at 1/8 scale, which still decodes every byte of its
+    entropy-coded data, so truncation and corruption fail as in a full decode; only the
+    inverse DCT runs smaller. `Decoded.size` is always the upright full size."""
     if not data:
         raise ImageRejected("empty file (0 bytes)")
     with warnings.catch_warnings():
@@ -66,13 +72,16 @@ def decode_upload(data: bytes, max_pixels: int, draft_to: int | None = None) -> 
             # No `with`: closing would also free the pixels of the image we return.
             image = Image.open(io.BytesIO(data), formats=_formats())
             check_pixels(image.size, max_pixels)
+            full_size, keep = image.size, needs_no_conversion(image)
+            if check_only and keep:
+                draft_to = 1  # the smallest scale: 1/8 of each side
             if draft_to:
                 image.draft(None, (draft_to, draft_to))  # JPEG only; others ignore it
             image.load()  # decode every byte now: a truncated file fails here
-            keep = needs_no_conversion(image)
             clean = image if keep else to_l_or_rgb(upright(image))  # kept: nothing to convert
             clean.info = {}  # EXIF (applied), ICC of the old mode...: none of it fits any more
-            return Decoded(clean, keep, KEPT_FORMATS.get(image.format or "", ".png"))
+            return Decoded(clean, keep, KEPT_FORMATS.get(image.format or "", ".png"),
+                           full_size if keep else clean.size)
         except ImageRejected:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -86,9 +95,9 @@ def decode_upload(data: bytes, max_pixels: int, draft_to: int | None = None) -> 
 
 
 def needs_no_conversion(image: Image.Image) -> bool:
-    """True when `image` (loaded) is already what the importer keeps: a JPEG, PNG or WebP in
-    mode L or RGB, one frame, no transparency, no EXIF rotation. CMYK, 16-bit, palettes,
-    alpha, animations, rotated photos and the other formats are converted instead."""
+    """True when `image` (opened: its header tells) is already what the importer keeps: a
+    JPEG, PNG or WebP in mode L or RGB, one frame, no transparency, no EXIF rotation. CMYK,
+    16-bit, palettes, alpha, animations, rotated photos and other formats are converted."""
     if image.format not in KEPT_FORMATS or image.mode not in ("L", "RGB"):
         return False
     if "transparency" in image.info or getattr(image, "n_frames", 1) != 1:

@@ -93,11 +93,11 @@ def store_ready(items: list[bytes | str], max_pixels: int) -> list[Stored | str]
 
 def store_one(data: bytes, max_pixels: int) -> Stored | str:
     try:
-        decoded = decode_upload(data, max_pixels)
+        decoded = decode_upload(data, max_pixels, check_only=True)
     except ImageRejected as exc:
         return exc.reason
     image = decoded.image
     prints = fingerprint(image)
     if decoded.keep:
-        return Stored(None, decoded.extension, image.mode, image.size, prints)
-    return Stored(png_bytes(image), ".png", image.mode, image.size, prints)
+        return Stored(None, decoded.extension, image.mode, decoded.size, prints)
+    return Stored(png_bytes(image), ".png", image.mode, decoded.size, prints)

@@ -31,20 +31,21 @@ def folder_as_zip(files: list) -> bytes:
     return buffer.getvalue()
 
 
-def source_picker() -> tuple[str, object] | None:
-    """(a name for the upload, its zip bytes or file), or None while nothing is uploaded."""
+def source_picker() -> tuple[str, object, str] | None:
+    """(a name for the upload, its zip bytes, which upload it is), or None while nothing is
+    uploaded. The third is the uploads' ids: a result belongs to the upload it was made from."""
     kind = st.radio("Images from", ["A zip", "A folder"], horizontal=True, key="many_source")
     if kind == "A zip":
         upload = st.file_uploader("A zip of images (in class folders to get an accuracy)",
                                   type=["zip"], key="many_zip")
-        return (upload.name, upload.getvalue()) if upload else None
+        return (upload.name, upload.getvalue(), upload.file_id) if upload else None
     files = st.file_uploader("A folder of images (with one sub-folder per class to get an "
                              "accuracy)", type=IMAGE_TYPES, accept_multiple_files="directory",
                              key="many_folder")
     if not files:
         return None
     top = PurePosixPath(files[0].name).parts[0] if "/" in files[0].name else "folder"
-    return top, folder_as_zip(files)
+    return top, folder_as_zip(files), ",".join(file.file_id for file in files)
 
 
 def many_tab(run: dict, model: LoadedModel) -> None:
@@ -52,7 +53,7 @@ def many_tab(run: dict, model: LoadedModel) -> None:
     clicked = st.button("Classify all", type="primary", disabled=picked is None,
                         key="many_go", icon=":material/table_view:")
     if clicked and picked:
-        name, source = picked
+        name, source, upload_id = picked
         bar = st.progress(0.0, text="Classifying…")
 
         def progress(done: int, total: int) -> None:
@@ -61,10 +62,11 @@ def many_tab(run: dict, model: LoadedModel) -> None:
         with user_errors("classify these images"):
             result = classify_archive(model, source, top_k=TOP_K, progress=progress)
             st.session_state[RESULT_KEY] = {"run_id": run["run_id"], "name": name,
-                                            "result": result}
+                                            "upload": upload_id, "result": result}
         bar.empty()
     kept = st.session_state.get(RESULT_KEY)
-    if kept and kept["run_id"] == run["run_id"]:
+    current = picked[2] if picked else None  # a newly chosen upload hides the old result
+    if kept and kept["run_id"] == run["run_id"] and kept.get("upload") == current:
         show_result(kept["name"], kept["result"])
 
 

@@ -23,6 +23,9 @@ MAX_LOGS = 24  # metric logs kept per session (the oldest are dropped)
 IMAGE_TYPES = sorted(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)  # what the uploaders take
 MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:])")
 SHORTCODE_START = re.compile(r":(?=[A-Za-z])")
+# where the markdown renderer would start a link of its own (GFM autolinks: a scheme, "www.",
+# an e-mail's "@"): a zero-width space there keeps user text plain
+AUTOLINK = re.compile(r"(?i)\b(?:https?|ftp|mailto)\\:|\bwww(?=\\\.)|@")
 
 ICONS = {  # Material icons: Streamlit ships the font, so they show without emoji fonts
     "home": ":material/home:", "datasets": ":material/folder_open:",
@@ -41,6 +44,7 @@ def plain(text: object) -> str:
     """User text (a run, dataset, class or file name, or a message quoting one) escaped for
     the elements that render markdown, so it reads exactly as typed and never as markup."""
     escaped = MARKDOWN_SPECIAL.sub(r"\\\1", str(text))
+    escaped = AUTOLINK.sub(lambda match: match.group(0) + "\u200b", escaped)  # never a link
     return SHORTCODE_START.sub(":\u200b", escaped)  # no :smile: or :material/x: icons either
 
 

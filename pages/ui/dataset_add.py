@@ -9,9 +9,11 @@ import streamlit as st
 from core.data import catalog
 from core.data.dataset import list_datasets
 from core.runs.imports import submit_demo, submit_entries, submit_zip
-from core.workspace import safe_name
+from core.workspace import NAME_RULE, safe_name
 from pages.ui.common import IMAGE_TYPES, plain, user_errors
 from pages.ui.import_jobs import import_notices
+
+NAME_HELP = f"The dataset's name in the workspace: {NAME_RULE}."
 
 
 def split_settings(key: str) -> tuple[float, float]:
@@ -33,7 +35,7 @@ def queue_import(submit: Callable[[], str]) -> None:
 def zip_tab() -> None:
     upload = st.file_uploader("A zip of class folders (class_name/image.jpg)", type=["zip"],
                               key="zip_upload")
-    name = st.text_input("Dataset name", key="zip_name",
+    name = st.text_input("Dataset name", help=NAME_HELP, key="zip_name",
                          placeholder=safe_name(upload.name) if upload else "my-dataset")
     val, test = split_settings("zip")
     if st.button("Import zip", type="primary", disabled=upload is None, key="zip_go"):
@@ -45,7 +47,8 @@ def zip_tab() -> None:
 def folder_tab() -> None:
     files = st.file_uploader("A folder with one sub-folder per class", type=IMAGE_TYPES,
                              accept_multiple_files="directory", key="folder_upload")
-    name = st.text_input("Dataset name", key="folder_name", placeholder="my-dataset")
+    name = st.text_input("Dataset name", help=NAME_HELP, key="folder_name",
+                         placeholder="my-dataset")
     val, test = split_settings("folder")
     if st.button("Import folder", type="primary", disabled=not files, key="folder_go"):
         entries = [(file.name, file.getvalue()) for file in files]
@@ -74,7 +77,8 @@ def class_by_class_tab() -> None:
     if st.button("Add a class", key="tm_add", icon=":material/add:"):
         ids.append(max(ids) + 1)
         st.rerun()
-    name = st.text_input("Dataset name", key="tm_dataset_name", placeholder="my-classes")
+    name = st.text_input("Dataset name", help=NAME_HELP, key="tm_dataset_name",
+                         placeholder="my-classes")
     val, test = split_settings("tm")
     if st.button("Create dataset", type="primary", key="tm_go"):
         entries = class_entries(ids)

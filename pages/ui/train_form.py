@@ -123,9 +123,10 @@ def recipe_picker(data: str) -> None:
                    icon=":material/bolt:", on_click=use_recipe, args=(recipe.name, data),
                    type="primary" if recipe.name == suggested else "secondary",
                    width="stretch")
-    note = st.session_state.pop("recipe_note", None)
-    if note:
-        (st.success if note[0] == "success" else st.error)(note[1])
+    with st.container(key="recipe_note_slot"):  # always drawn: nothing below changes identity
+        note = st.session_state.pop("recipe_note", None)
+        if note:
+            (st.success if note[0] == "success" else st.error)(note[1])
 
 
 @st.cache_data(max_entries=64, show_spinner="Measuring the model…")
@@ -143,7 +144,7 @@ def show_profile(model: str, dataset: Dataset, image_size: int) -> None:
     cols = st.columns(2)
     cols[0].metric("Parameters", count(numbers["params"]))
     cols[1].metric("FLOPs per image", count(numbers["flops"]))
-    with st.expander("Layers: output shape, parameters and FLOPs of each"):
+    with st.expander("Layers: output shape, parameters and FLOPs of each", key="train_layers_box"):
         layer_table(model, dataset, image_size)
 
 
@@ -297,7 +298,9 @@ def more_settings() -> None:
     state_default("train_ema", False)
     state_default("train_ema_decay", DEFAULT_EMA_DECAY)
     state_default("train_name", "")
-    with st.expander("More settings: regularisation, augmentation, device"):
+    # keyed: it stays open while its widgets change (an unkeyed one re-created after a
+    # clone or recipe notice went away folded shut on the first change inside it)
+    with st.expander("More settings: regularisation, augmentation, device", key="train_more"):
         for group in MORE:
             settings_row(group_settings(group, exclude=OWN_WIDGETS))
         cols = st.columns(3)

@@ -247,3 +247,24 @@ def test_train_offers_frozen_epochs_for_the_pretrained_model(shapes_dataset, mon
     [run] = Store().list_runs()
     assert run["config"]["model"] == "efficientnet-lite0-imagenet"
     assert run["config"]["freeze_epochs"] == 2
+
+
+def test_a_newly_chosen_zip_hides_the_previous_result(trained_run) -> None:
+    """The previous zip's result stayed on screen under a new zip (issue 17)."""
+    def zip_of(seed: int) -> bytes:
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for name, data in shape_pngs(2, seed=seed).items():
+                archive.writestr(f"new/{name}", data)
+        return buffer.getvalue()
+
+    at = open_page("pages/classify.py")
+    at.file_uploader(key="many_zip").upload("first.zip", zip_of(1), "application/zip")
+    at.run()
+    at.button(key="many_go").click().run()
+    assert "Images classified" in [metric.label for metric in at.metric]
+    at.file_uploader(key="many_zip").upload("second.zip", zip_of(2), "application/zip")
+    at.run()
+    assert "Images classified" not in [metric.label for metric in at.metric]
+    at.button(key="many_go").click().run()
+    assert "Images classified" in [metric.label for metric in at.metric]

@@ -107,3 +107,16 @@ def test_webcam_pictures_join_their_class(studio_home, monkeypatch) -> None:
     dataset = load_dataset("webcam")
     assert sorted(dataset.classes) == ["empty-room", "me"]
     assert len(dataset.items) == 10
+
+
+def test_the_name_rule_shows_before_a_submit_and_user_text_never_links(studio_home) -> None:
+    from core.workspace import NAME_RULE
+    from pages.ui.common import plain
+
+    at = open_page("pages/datasets.py")
+    for key in ("zip_name", "folder_name", "tm_dataset_name"):
+        assert NAME_RULE in at.text_input(key=key).help
+    for text in ("https://evil.example/x", "www.evil.example", "me@evil.example"):
+        shown = plain(text)
+        assert "://" not in shown.replace("\\", "") and "\u200b" in shown
+        assert shown.replace("\\", "").replace("\u200b", "") == text  # reads as typed

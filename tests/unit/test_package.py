@@ -57,6 +57,8 @@ def photos(folder: Path) -> list[Path]:
     """Images unlike the 32 px training squares: other sizes, modes and formats."""
     rng = np.random.default_rng(3)
     files = {"wide.jpg": Image.fromarray(rng.integers(0, 256, (40, 90, 3), dtype=np.uint8)),
+             "photo.jpg": Image.fromarray(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8)
+                                          ).resize((600, 400)),  # a JPEG decoded at 1/4
              "gray.png": Image.fromarray(rng.integers(0, 256, (50, 33), dtype=np.uint8)),
              "clear.png": Image.new("RGBA", (20, 20), (0, 120, 0, 100)),
              "square.bmp": Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8))}

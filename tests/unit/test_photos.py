@@ -18,7 +18,7 @@ import core.data.cache
 import core.data.ingest
 import core.data.parallel
 from core.data.cache import build_cache, cache_path, load_cache
-from core.data.images import decode_image
+from core.data.images import ImageRejected, decode_image
 from core.data.ingest import import_entries
 from core.data.loader import to_model_input
 from core.data.transforms import fit_image
@@ -80,6 +80,29 @@ def test_a_plain_jpeg_or_png_is_stored_as_its_own_bytes():
         assert (dataset.folder / item.file).read_bytes() == data, source
         assert Path(item.file).suffix == Path(source).suffix
     assert dataset.channels == 3
+
+
+def test_a_kept_jpeg_is_checked_at_every_byte_and_recorded_at_full_size():
+    whole = photo(4, size=(400, 300), progressive=True)
+    corrupt = bytearray(whole)
+    corrupt[len(whole) // 2:len(whole) // 2 + 64] = bytes(64)  # zeros amid the scans
+    files = photos() | {"cat/whole.jpg": whole, "cat/truncated.jpg": whole[:len(whole) * 3 // 4],
+                        "dog/corrupt.jpg": bytes(corrupt)}
+    dataset = import_entries(files.items(), "pets")
+    item = item_for(dataset, "cat/whole.jpg")
+    assert (item.width, item.height) == (400, 300)
+    dropped = {entry["file"]: entry["reason"] for entry in dataset.dropped}
+    assert "truncated" in dropped["cat/truncated.jpg"]
+    assert ("dog/corrupt.jpg" in dropped) == (not full_decode_accepts(bytes(corrupt)))
+
+
+def full_decode_accepts(data: bytes) -> bool:
+    """Whether a full-size decode takes these bytes (the 1/8-scale check must agree)."""
+    try:
+        decode_image(data, 10**8)
+    except ImageRejected:
+        return False
+    return True
 
 
 def test_awkward_images_are_converted_to_clean_pngs():
@@ -162,14 +185,17 @@ def test_draft_decoding_keeps_both_sides_at_least_the_target():
 # ------------------------------------------------------------------------- every core
 
 def test_a_parallel_import_stores_what_a_one_process_import_stores(monkeypatch):
+    half = photo(9, size=(300, 200))
     files = photos(per_class=20) | {"cat/broken.jpg": photo(7)[:300],
+                                    "cat/half.jpg": half[:len(half) // 2],
                                     "dog/cmyk.jpg": photo(8, mode="CMYK")}
     one = import_entries(files.items(), "one")
     monkeypatch.setattr(core.data.ingest, "PARALLEL_MIN_FILES", 0)
     monkeypatch.setattr(core.data.parallel, "CHUNK", 3)  # many chunks in flight, out of step
     many = import_entries(files.items(), "many")
     assert [vars(item) for item in many.items] == [vars(item) for item in one.items]
-    assert many.dropped == one.dropped and "cat/broken.jpg" in str(one.dropped)
+    assert many.dropped == one.dropped
+    assert {"cat/broken.jpg", "cat/half.jpg"} <= {item["file"] for item in one.dropped}
     assert many.content_hash == one.content_hash
     for item in one.items:
         assert (many.folder / item.file).read_bytes() == (one.folder / item.file).read_bytes()
@@ -193,7 +219,7 @@ def test_bench_photos_reports_every_step_in_one_run(capsys):
     from core.__main__ import main
 
     assert main(["bench", "photos", "--images", "12", "--size", "120x90",
-                 "--image-size", "32", "--json"]) == 0
+                 "--image-size", "32", "--repeat", "2", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]
     steps = [row["step"] for row in rows]
     assert [step.split(" ")[0] for step in steps] == ["plain", "import", "plain", "cache",

@@ -250,3 +250,40 @@ def test_many_clients_at_once_get_the_answers_one_client_gets(client) -> None:
         together = list(pool.map(ask, range(48)))
     for answer in together:
         assert answer == alone[answer["image"]]
+
+
+def test_serve_command_answers_over_real_http(run_id, tmp_path) -> None:
+    """`python -m core serve` in its own process: uvicorn on a loopback port, with a token."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = os.environ | {"CNN_STUDIO_API_TOKEN": TOKEN}
+    server = subprocess.Popen([sys.executable, "-m", "core", "serve", "--run", run_id,
+                               "--port", str(port)], env=env, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        upload = {"file": ("a.png", shape_images(1)[0], "image/png")}
+        assert httpx.post(f"{url}/predict", files=upload, timeout=30).status_code == 401
+        answer = httpx.post(f"{url}/predict", files=upload, timeout=30,
+                            headers={"Authorization": f"Bearer {TOKEN}"})
+        assert answer.status_code == 200 and answer.json()["run_id"] == run_id
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert f"serving run {run_id} at http://127.0.0.1:{port} with a bearer token" in err
