@@ -97,7 +97,10 @@ def store_one(data: bytes, max_pixels: int) -> Stored | str:
     except ImageRejected as exc:
         return exc.reason
     image = decoded.image
-    prints = fingerprint(image)
+    sample = image
+    if image.size != decoded.size and min(image.size) < 64:  # a small draft: too coarse
+        sample = decode_upload(data, max_pixels).image  # for the duplicate finder's hashes
+    prints = fingerprint(sample)
     if decoded.keep:
         return Stored(None, decoded.extension, image.mode, decoded.size, prints)
     return Stored(png_bytes(image), ".png", image.mode, decoded.size, prints)
