@@ -14,6 +14,13 @@ def bench(args: argparse.Namespace) -> Result:
         return bench_photos(args)
     if args.kind == "gpu":
         return gpu(args)
+    if args.kind == "duplicates":
+        from core.data.duplicates import bench_duplicates
+
+        row = bench_duplicates(args.images if args.images != 2000 else 100_000)
+        return row, (f"duplicates: {row['images']:,} images in {row['seconds']} s; "
+                     f"{row['planted_found']}/{row['planted_copies']} planted copies found, "
+                     f"{row['groups_found']} groups"), 0
     from core.analysis import bench as benchmarks  # torch
     from core.analysis.latency import single_image_latency
     from core.training.device import pick_device
@@ -120,7 +127,8 @@ def ood_rows(args: argparse.Namespace) -> list[dict]:
 def register(commands) -> None:
     sub = command(commands, "bench", bench, "benchmarks (see bench/RESULTS.md)")
     sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency", "ood",
-                                      "formats", "serve", "photos", "gpu", "defaults"))
+                                      "formats", "serve", "photos", "gpu", "defaults",
+                                      "duplicates"))
     sub.add_argument("--run", help="latency, formats, serve: the run whose model to time; ood: "
                                    "the run to show --ood-data's images")
     sub.add_argument("--ood-data", help="ood: a dataset of images of none of the run's classes")
