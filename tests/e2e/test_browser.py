@@ -120,7 +120,7 @@ def test_a_zip_becomes_two_compared_models_that_classify_a_photo(app_url: str, p
     open_page(page, f"{app_url}/datasets")
     page.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(archive)
     page.get_by_text("shapes.zip").first.wait_for()
-    name_box = page.get_by_label("Dataset name").first
+    name_box = page.get_by_role("textbox", name="Dataset name").first
     name_box.fill("shapes3")
     name_box.press("Enter")
     wait_idle(page)

@@ -87,7 +87,7 @@ def zip_uploader(page):
 def import_small_zip(page, archive: Path, name: str) -> None:
     zip_uploader(page).locator("input[type=file]").set_input_files(archive)
     zip_uploader(page).get_by_text(archive.name).wait_for()
-    name_box = page.get_by_label("Dataset name").first
+    name_box = page.get_by_role("textbox", name="Dataset name").first
     name_box.fill(name)
     name_box.press("Enter")
     wait_idle(page)
@@ -123,7 +123,7 @@ def test_first_use_of_the_datasets_page(served, page, tmp_path: Path) -> None:
     many = many_zip(tmp_path / "many.zip")
     zip_uploader(page).locator("input[type=file]").set_input_files(many)
     expect(zip_uploader(page).get_by_text(many.name)).to_be_visible(timeout=60_000)
-    name_box = page.get_by_label("Dataset name").first
+    name_box = page.get_by_role("textbox", name="Dataset name").first
     name_box.fill("many")
     name_box.press("Enter")
     wait_idle(page)
