@@ -52,6 +52,11 @@ def bench(args: argparse.Namespace) -> Result:
         seeds = [int(s) for s in (args.seeds or "0,1,2").split(",")]
         rows = defaults_vs_seed(seeds, args.epochs or 8, args.model or "tiny-cnn")
         title = "Our defaults vs the seed recipe (Adam 1e-3, no augmentation): test accuracy"
+    elif args.kind == "label-issues":
+        from core.analysis.bench_labels import planted_precision
+
+        rows = planted_precision("digits", 0.05)
+        title = "Label errors: precision on 5% planted (flipped) labels"
     elif args.kind == "ingest":
         rows = benchmarks.ingest(args.data, args.image_size or 32)
         title = "Ingest: decoding into the cache"
@@ -128,7 +133,7 @@ def register(commands) -> None:
     sub = command(commands, "bench", bench, "benchmarks (see bench/RESULTS.md)")
     sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency", "ood",
                                       "formats", "serve", "photos", "gpu", "defaults",
-                                      "duplicates"))
+                                      "duplicates", "label-issues"))
     sub.add_argument("--run", help="latency, formats, serve: the run whose model to time; ood: "
                                    "the run to show --ood-data's images")
     sub.add_argument("--ood-data", help="ood: a dataset of images of none of the run's classes")

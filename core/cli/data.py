@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.cli import data_labels
 from core.cli.common import Result, command, stderr_progress
 from core.data import catalog
 from core.data.dataset import Dataset
@@ -107,3 +108,4 @@ def register(commands) -> None:
                         help="which copy of each group stays: the first in upload order")
     dedupe.add_argument("--new-name", help="the new version's name (default NAME-vN)")
     command(data, "delete", data_delete, "delete a dataset").add_argument("name")
+    data_labels.register(data)
