@@ -88,8 +88,9 @@ def saved_notice(shown: str) -> None:
         return
     original, name, removed, kept = saved
     cols = st.columns([5, 1], vertical_alignment="center")
-    cols[0].success(f"Saved {plain(name)}: {kept} images, without {removed} extra "
-                    f"copies. {plain(original)} is unchanged.", icon=":material/check_circle:")
+    copies = "copy" if removed == 1 else "copies"
+    cols[0].success(f"Saved {plain(name)}: {kept} images, without {removed} extra {copies}. "
+                    f"{plain(original)} is unchanged.", icon=":material/check_circle:")
     cols[1].button(f"Open {plain(name)}", key="dedupe_open", on_click=open_version,
                    args=(name,))
 
