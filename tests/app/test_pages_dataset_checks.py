@@ -74,6 +74,18 @@ def test_the_overview_says_labels_came_from_file_names(studio_home) -> None:
     assert "Layout: labels from file names (label.N.jpg)." in shown
 
 
+def test_the_overview_says_labels_came_from_a_csv_and_names_missing_classes(studio_home,
+                                                                              ) -> None:
+    files = {f"img/{i}.png": png(colour(i, i % 2)) for i in range(12)}
+    rows = ["file,label,split"] + [f"img/{i}.png,{('cat', 'dog')[i % 2]},"
+                                   f"{'test' if i in (0, 2) else 'train'}" for i in range(12)]
+    files["labels.csv"] = "\n".join(rows).encode()
+    import_path(io.BytesIO(zip_bytes(files)), "listed")
+    shown = texts(open_datasets().caption)
+    assert "Layout: labels from a CSV file in the upload." in shown
+    assert "Classes missing from the test folder: 'dog'." in shown
+
+
 def test_the_import_report_says_which_layout_was_read(inline_imports) -> None:
     imports.submit_zip(io.BytesIO(split_folders_zip()), "pets")
     at = open_datasets()
