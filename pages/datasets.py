@@ -11,6 +11,7 @@ from core.data.dataset import list_datasets
 from pages.ui.common import ICONS, PAGES, confirm_delete, plain, store, user_errors
 from pages.ui.data_fit import data_fit_panel
 from pages.ui.dataset_add import add_dataset_panel
+from pages.ui.dataset_duplicates import duplicates_panel
 from pages.ui.dataset_view import (
     augmentation_preview,
     balance,
@@ -41,6 +42,7 @@ def show_dataset(name: str) -> None:
         overview(dataset)
         balance(dataset)
         dropped_report(dataset)
+        duplicates_panel(dataset)
         st.divider()
         gallery(dataset)
         st.divider()

@@ -35,6 +35,7 @@ from core.data import catalog
 from core.data.archive import open_zip
 from core.data.dataset import Dataset, DatasetError, list_datasets
 from core.data.ingest import IngestLimits, check_request
+from core.data.layouts import compile_pattern
 from core.runs.queue import STARTUP_SECONDS, worker_alive, worker_lock
 from core.store import Store
 from core.workspace import REPO_ROOT, home, logs_dir, process_alive, this_host
@@ -86,17 +87,23 @@ def check_new(name: str, val: float, test: float, store: Store) -> None:
 
 
 def submit_zip(upload: BinaryIO, name: str, *, val: float = 0.1, test: float = 0.1,
-               seed: int = 0, store: Store | None = None, start_worker: bool = True) -> str:
-    """Stage an open zip (an upload) and queue its import; returns the job id."""
+               seed: int = 0, label_pattern: str | None = None, store: Store | None = None,
+               start_worker: bool = True) -> str:
+    """Stage an open zip (an upload) and queue its import; returns the job id.
+    `label_pattern` (a regex whose first group is the label, as `data import --label-pattern`)
+    reads the labels from the file names."""
     store = store or Store()
     check_new(name, val, test, store)
+    compile_pattern(label_pattern)  # a bad pattern fails here, before anything is staged
     open_zip(upload, "The uploaded zip", IngestLimits().max_entries).close()  # not a zip: now
     upload.seek(0)
     job_id = new_job_id()
     with open(stage(job_id) / "upload.zip", "wb") as out:
         shutil.copyfileobj(upload, out, 1 << 20)
-    return queued(store, job_id, name, "zip", {"val": val, "test": test, "seed": seed},
-                  start_worker)
+    request = {"val": val, "test": test, "seed": seed}
+    if label_pattern:
+        request["label_pattern"] = label_pattern
+    return queued(store, job_id, name, "zip", request, start_worker)
 
 
 def submit_entries(entries: Iterable[tuple[str, bytes]], name: str, *, val: float = 0.1,
@@ -276,7 +283,8 @@ def do_import(job: dict, folder: Path, progress: Progress) -> Dataset:
              "seed": request.get("seed", 0)}
     if job["kind"] == "zip":
         with open(folder / "upload.zip", "rb") as upload:  # a file object: "the uploaded zip"
-            return catalog.import_path(upload, name, progress=progress, **split)
+            return catalog.import_path(upload, name, progress=progress,
+                                       label_pattern=request.get("label_pattern"), **split)
     if job["kind"] == "entries":
         with zipfile.ZipFile(folder / "entries.zip") as archive:
             entries = [(info.comment.decode("utf-8"), archive.read(info))
