@@ -13,7 +13,6 @@ Torch-free: the page submits, polls and reads the result without loading torch.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from core.data.dataset import Dataset, DatasetError, load_dataset
@@ -81,9 +80,14 @@ def saved_label_issues(dataset: Dataset) -> dict | None:
     return result if result.get("content_hash") == dataset.content_hash else None
 
 
-def result_age(dataset: Dataset) -> float | None:
-    """Seconds since the saved result was written (None without one)."""
-    try:
-        return time.time() - result_path(dataset).stat().st_mtime
-    except OSError:
-        return None
+ACCEPT, KEEP, DROP = "accept", "keep", "drop"  # what the queue does with one likely error
+
+
+def queue_edits(result: dict, decisions: dict[int, str]) -> tuple[set[int], dict[int, str]]:
+    """(item indices to drop, item index → class to relabel as) from the queue's decisions
+    (item index → accept, keep or drop) on a saved result's issues."""
+    suggested = {int(issue["index"]): issue["suggested"] for issue in result["issues"]}
+    drop = {index for index, choice in decisions.items() if choice == DROP}
+    relabel = {index: suggested[index] for index, choice in decisions.items()
+               if choice == ACCEPT and index in suggested}
+    return drop, relabel
