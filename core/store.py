@@ -93,7 +93,7 @@ imports_table = Table(  # dataset imports the background worker runs (core.runs.
     "imports", metadata,
     Column("job_id", String(32), primary_key=True),
     Column("name", String(64), nullable=False),  # the dataset it makes
-    Column("kind", String(16), nullable=False),  # zip, entries or demo
+    Column("kind", String(16), nullable=False),  # zip, entries, demo; label-issues
     Column("request", Text, nullable=False),  # JSON: the staged file, split, demo kind
     Column("status", String(16), nullable=False, index=True),  # IMPORT_STATUSES
     Column("created_at", Float, nullable=False),

@@ -13,6 +13,7 @@ from core.data.shift import decide_shift
 from pages.ui.common import ICONS, PAGES, confirm_delete, plain, store, user_errors
 from pages.ui.data_fit import data_fit_panel
 from pages.ui.dataset_add import add_dataset_panel
+from pages.ui.dataset_duplicates import duplicates_panel
 from pages.ui.dataset_view import (
     augmentation_preview,
     balance,
@@ -43,6 +44,7 @@ def show_dataset(name: str) -> None:
         overview(dataset)
         balance(dataset)
         dropped_report(dataset)
+        duplicates_panel(dataset)
         st.divider()
         gallery(dataset)
         st.divider()

@@ -1,5 +1,6 @@
 """Error analysis: a run's validation confusion matrix — click a cell for its images, hardest
-first — its most confident mistakes, per-class galleries, and a cleaned dataset version."""
+first — its most confident mistakes, per-class galleries, and a cleaned dataset version; and a
+dataset's likely label errors (a background search), a queue to fix them in."""
 
 from pages.ui.router import route
 
@@ -19,7 +20,7 @@ from core.analysis.error_analysis import (
     confusion_from_predictions,
     validation_predictions,
 )
-from core.data.dataset import load_dataset
+from core.data.dataset import list_datasets, load_dataset
 from pages.ui.common import (
     ACTIVE,
     ICONS,
@@ -33,6 +34,7 @@ from pages.ui.common import (
     weights_stamp,
 )
 from pages.ui.compare_charts import clickable_confusion, png_config
+from pages.ui.label_queue import label_errors, pick_dataset
 from pages.ui.mistake_marks import gallery, save_panel
 
 VIEWS = ["Confusion cell", "Most confident mistakes", "Class gallery"]
@@ -131,17 +133,33 @@ def analysis(run: dict) -> None:
     save_panel(dataset, run)
 
 
+def label_errors_tab(preferred: str | None) -> None:
+    names = list_datasets()
+    if not names:
+        st.info("No dataset yet. Add one first; its labels can be checked without a trained "
+                "model.")
+        st.page_link(PAGES["datasets"], label="Add a dataset", icon=ICONS["datasets"])
+        return
+    with user_errors("look for label errors"):
+        label_errors(load_dataset(pick_dataset(names, preferred)))
+
+
 st.title("Error analysis")
-st.caption("What a run gets wrong on its validation images. Mark images that are mislabeled or "
-           "should go, and save a new version of the dataset to retrain on; the original stays "
-           "as it is.")
+st.caption("What a run gets wrong on its validation images, and which labels of a dataset look "
+           "wrong. Mark images that are mislabeled or should go, and save a new version of the "
+           "dataset to retrain on; the original stays as it is.")
+runs_tab, labels_tab = st.tabs(["A run's mistakes", "Likely label errors"])
 finished = [run for run in store().list_runs()
             if run["status"] not in ACTIVE and has_model(run)]
-if not finished:
-    st.info("No trained model yet. Error analysis opens a finished run's validation images; "
-            "train a model first.")
-    st.page_link(PAGES["train"], label="Train a model", icon=ICONS["train"])
-else:
-    chosen = pick_run(finished)
-    with user_errors("analyse this run"):
-        analysis(chosen)
+chosen = None
+with runs_tab:
+    if not finished:
+        st.info("No trained model yet. Error analysis opens a finished run's validation images; "
+                "train a model first.")
+        st.page_link(PAGES["train"], label="Train a model", icon=ICONS["train"])
+    else:
+        chosen = pick_run(finished)
+        with user_errors("analyse this run"):
+            analysis(chosen)
+with labels_tab:
+    label_errors_tab(chosen["data"] if chosen else None)

@@ -9,14 +9,13 @@ kept beside the dataset (`cache/label-issues.json`) for the Error analysis page'
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.analysis.label_jobs import result_path, saved_label_issues
 from core.config import TrainConfig
 from core.data.cache import dataset_resize, default_image_size, load_cache
 from core.data.dataset import Dataset, DatasetError, load_dataset
@@ -31,7 +30,6 @@ from models import create_model
 
 FAST_EPOCHS = 6  # per fold: the fast preset (tiny-cnn, AdamW one-cycle, batch 64)
 FAST_BATCH = 64
-RESULT_FILE = "label-issues.json"
 Progress = Callable[[int, int], None] | None
 
 
@@ -152,15 +150,18 @@ def label_issues(name: str, *, folds: int = 5, model: str = "tiny-cnn",
     return result
 
 
-def result_path(dataset: Dataset) -> Path:
-    return dataset.folder / "cache" / RESULT_FILE
+def run_label_job(job: dict, progress: Callable[[int, int], None]) -> dict:
+    """The import worker's runner for a `label-issues` job (core.analysis.label_jobs): the
+    search with the job's settings, progress in epochs; returns the job's summary."""
+    request = job["request"]
+    options = {key: request[key] for key in ("folds", "model", "epochs", "device", "seed")
+               if key in request}
+    folds, epochs = options.get("folds", 5), options.get("epochs", FAST_EPOCHS)
+    progress(0, folds * epochs)
+    result = label_issues(job["name"], progress=progress, **options)
+    return {"issues": len(result["issues"]), "images": result["images"],
+            "out_of_fold_acc": result["out_of_fold_acc"]}
 
 
-def saved_label_issues(dataset: Dataset) -> dict | None:
-    """The last label-issues result of this dataset's current content, or None."""
-    path = result_path(dataset)
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return result if result.get("content_hash") == dataset.content_hash else None
+__all__ = ["label_issues", "out_of_fold_probabilities", "rank_label_issues", "run_label_job",
+           "saved_label_issues", "stratified_folds"]

@@ -41,11 +41,24 @@ def runs_delete(args: argparse.Namespace) -> Result:
     return {"deleted": args.run}, f"deleted run {args.run}", 0
 
 
+def job_runners() -> dict:
+    """The import worker's runners for the jobs that are not imports (core.runs never imports
+    core.analysis); each loads torch only when a job of its kind comes."""
+    from core.analysis.label_jobs import KIND
+
+    def label_issues_job(job: dict, progress) -> dict:
+        from core.analysis.label_issues import run_label_job  # torch, cleanlab
+
+        return run_label_job(job, progress)
+
+    return {KIND: label_issues_job}
+
+
 def worker(args: argparse.Namespace) -> Result:
     if args.imports:
         from core.runs.imports import work_imports
 
-        count = work_imports(idle_exit_s=args.idle_exit)
+        count = work_imports(idle_exit_s=args.idle_exit, runners=job_runners())
         if count < 0:
             return {"started": False}, "another import worker already serves this workspace", 0
         return {"imported": count}, f"import worker ran {count} imports", 0
@@ -66,4 +79,5 @@ def register(commands) -> None:
                   "CNN_STUDIO_EXECUTOR=ray: dispatch them over a Ray cluster)")
     sub.add_argument("--idle-exit", type=float, default=120.0, help="seconds idle before exiting")
     sub.add_argument("--imports", action="store_true",
-                     help="run queued dataset imports instead (the Datasets page queues them)")
+                     help="run queued dataset imports and label-error searches instead (the "
+                          "Datasets and Error analysis pages queue them)")

@@ -9,6 +9,11 @@ many files it has looked at; the page polls that. Cancelling asks the worker to 
 next progress report; the dataset is written all or nothing, so a cancelled, failed or killed
 import leaves no dataset behind. An import whose worker died is `interrupted`.
 
+Other background jobs share the table and the worker: a job of another kind (the Error
+analysis page's label-error search, core.analysis.label_jobs) names the dataset it reads and
+is run by the runner the worker was given for its kind (`python -m core worker --imports`
+passes them; core.runs never imports the packages above it).
+
 Torch-free, like core.runs.queue: the pages submit and poll without loading it.
 """
 
@@ -22,7 +27,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,6 +35,7 @@ from core.data import catalog
 from core.data.archive import open_zip
 from core.data.dataset import Dataset, DatasetError, list_datasets
 from core.data.ingest import IngestLimits, check_request
+from core.data.layouts import compile_pattern
 from core.runs.queue import STARTUP_SECONDS, worker_alive, worker_lock
 from core.store import Store
 from core.workspace import REPO_ROOT, home, logs_dir, process_alive, this_host
@@ -42,7 +48,10 @@ PROGRESS_EVERY_S = 0.5  # how often a running import writes its progress (and re
 RECENT_S = 24 * 3600.0  # imports the Datasets page lists until their notice is dismissed
 CANCELLED = "Cancelled before it finished; no dataset was made."
 
+IMPORT_KINDS = ("zip", "entries", "demo")  # the jobs that make a dataset
+
 Progress = Callable[[int, int], None]
+Runner = Callable[[dict, Progress], dict]  # (claimed job, progress) → its summary
 
 
 class ImportCancelled(Exception):
@@ -78,17 +87,23 @@ def check_new(name: str, val: float, test: float, store: Store) -> None:
 
 
 def submit_zip(upload: BinaryIO, name: str, *, val: float = 0.1, test: float = 0.1,
-               seed: int = 0, store: Store | None = None, start_worker: bool = True) -> str:
-    """Stage an open zip (an upload) and queue its import; returns the job id."""
+               seed: int = 0, label_pattern: str | None = None, store: Store | None = None,
+               start_worker: bool = True) -> str:
+    """Stage an open zip (an upload) and queue its import; returns the job id.
+    `label_pattern` (a regex whose first group is the label, as `data import --label-pattern`)
+    reads the labels from the file names."""
     store = store or Store()
     check_new(name, val, test, store)
+    compile_pattern(label_pattern)  # a bad pattern fails here, before anything is staged
     open_zip(upload, "The uploaded zip", IngestLimits().max_entries).close()  # not a zip: now
     upload.seek(0)
     job_id = new_job_id()
     with open(stage(job_id) / "upload.zip", "wb") as out:
         shutil.copyfileobj(upload, out, 1 << 20)
-    return queued(store, job_id, name, "zip", {"val": val, "test": test, "seed": seed},
-                  start_worker)
+    request = {"val": val, "test": test, "seed": seed}
+    if label_pattern:
+        request["label_pattern"] = label_pattern
+    return queued(store, job_id, name, "zip", request, start_worker)
 
 
 def submit_entries(entries: Iterable[tuple[str, bytes]], name: str, *, val: float = 0.1,
@@ -152,15 +167,15 @@ def active_imports(store: Store) -> list[dict]:
             if job["status"] in ACTIVE_IMPORTS]
 
 
-def keep_imports_moving(store: Store) -> list[dict]:
+def keep_imports_moving(store: Store, kinds: Collection[str] = IMPORT_KINDS) -> list[dict]:
     """What the Datasets page does on every poll: imports whose worker died become
-    `interrupted`, a worker is started when imports wait with none; returns the recent imports
-    whose notice is still open, newest first."""
+    `interrupted`, a worker is started when imports wait with none; returns the recent jobs of
+    these kinds whose notice is still open, newest first."""
     store.interrupt_dead_imports(this_host(), process_alive)
-    jobs = [job for job in store.list_imports(time.time() - RECENT_S) if not job["dismissed"]]
-    if any(job["status"] == "queued" for job in jobs):
+    recent = store.list_imports(time.time() - RECENT_S)
+    if any(job["status"] == "queued" for job in recent):
         ensure_import_worker()
-    return jobs
+    return [job for job in recent if not job["dismissed"] and job["kind"] in kinds]
 
 
 def seconds_left(job: dict, now: float | None = None) -> float | None:
@@ -194,9 +209,9 @@ def worker_starting() -> bool:
 # The worker's side ----------------------------------------------------------------------------
 
 def work_imports(*, idle_exit_s: float = 60.0, poll_s: float = 0.5,
-                 max_jobs: int | None = None) -> int:
+                 max_jobs: int | None = None, runners: Mapping[str, Runner] | None = None) -> int:
     """Claim and run queued imports until idle for idle_exit_s; returns how many it ran, or -1
-    when another import worker holds the workspace."""
+    when another import worker holds the workspace. `runners` run the jobs of other kinds."""
     with worker_lock(path=lock_path()) as mine:
         if not mine:
             return -1
@@ -211,22 +226,30 @@ def work_imports(*, idle_exit_s: float = 60.0, poll_s: float = 0.5,
                     break
                 time.sleep(poll_s)
                 continue
-            run_import(job, store)
+            run_import(job, store, runners)
             done += 1
             idle_since = time.monotonic()
         return done
 
 
-def run_import(job: dict, store: Store) -> str:
-    """Run one claimed import to its end; returns its final status."""
-    job_id = job["job_id"]
-    log.info("importing %s (%s)", job["name"], job_id)
+def run_import(job: dict, store: Store, runners: Mapping[str, Runner] | None = None) -> str:
+    """Run one claimed import (or a job of a kind `runners` knows) to its end; returns its
+    final status."""
+    job_id, kind = job["job_id"], job["kind"]
+    log.info("running %s job on %s (%s)", kind, job["name"], job_id)
     fields: dict = {}
     try:
-        dataset = do_import(job, staged_dir(job_id), progress_report(job_id, store))
-        fields = {"status": "completed", "summary": dataset.summary()}
+        progress = progress_report(job_id, store)
+        if kind in IMPORT_KINDS:
+            summary = do_import(job, staged_dir(job_id), progress).summary()
+        elif runners and kind in runners:
+            summary = runners[kind](job, progress)
+        else:
+            raise ValueError(f"This worker cannot run {kind!r} jobs.")
+        fields = {"status": "completed", "summary": summary}
     except ImportCancelled:
-        fields = {"status": "cancelled", "error": CANCELLED}
+        fields = {"status": "cancelled",
+                  "error": CANCELLED if kind in IMPORT_KINDS else "Cancelled before it finished."}
     except (ValueError, OSError, zipfile.BadZipFile) as error:  # DatasetError is a ValueError
         fields = {"status": "failed", "error": str(error)}
     except Exception as error:  # noqa: BLE001 - the page says it failed, the log says why
@@ -260,7 +283,8 @@ def do_import(job: dict, folder: Path, progress: Progress) -> Dataset:
              "seed": request.get("seed", 0)}
     if job["kind"] == "zip":
         with open(folder / "upload.zip", "rb") as upload:  # a file object: "the uploaded zip"
-            return catalog.import_path(upload, name, progress=progress, **split)
+            return catalog.import_path(upload, name, progress=progress,
+                                       label_pattern=request.get("label_pattern"), **split)
     if job["kind"] == "entries":
         with zipfile.ZipFile(folder / "entries.zip") as archive:
             entries = [(info.comment.decode("utf-8"), archive.read(info))

@@ -65,14 +65,31 @@ def data_fit_panel(dataset: Dataset) -> FlipDecision:
                "shift (pixels).")
     st.caption(f"{plain(dataset_resize(dataset)[1])}. Override it with Resize mode (crop, "
                "squish or pad) on the Train page; predictions and exports use the run's mode.")
-    imbalance_note(dataset)
     return decision
 
 
-def imbalance_note(dataset: Dataset) -> None:
+TRAIN_REMEDY = ("this page offers class weights or a balanced sampler: More settings → Class "
+                "balance, weights (a class-weighted loss) or sampler (every class drawn equally "
+                "often); judge the run by its balanced accuracy")
+
+
+def imbalance_note(dataset: Dataset, remedy: str = TRAIN_REMEDY) -> None:
+    """A warning when the largest class has over 3× the training images of the smallest,
+    with the `remedy` the page offers."""
     found = imbalance(dataset)
     if found:
-        st.warning(f"The {plain(found['message'])}.", icon=":material/balance:")
+        largest, smallest = found["largest"], found["smallest"]
+        counts = found["counts"]
+        st.warning(f"The classes are imbalanced: {code(largest)} has {counts[largest]:,} "
+                   f"training images, {code(smallest)} {counts[smallest]:,} "
+                   f"({found['ratio']:.1f}×), and a plain loss favours the large classes. "
+                   f"{remedy[0].upper()}{remedy[1:]}.", icon=":material/balance:")
+
+
+def code(name: str) -> str:
+    """A class name as inline code (read literally; a backtick in it would end the span)."""
+    literal = name.replace("`", "'")
+    return f"`{literal}`"
 
 
 def imbalance_result(summary: dict) -> None:

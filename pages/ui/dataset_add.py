@@ -14,6 +14,10 @@ from pages.ui.common import IMAGE_TYPES, plain, user_errors
 from pages.ui.import_jobs import import_notices
 
 NAME_HELP = f"The dataset's name in the workspace: {NAME_RULE}."
+PATTERN_HELP = ("Optional. A regular expression whose first group is the label in each file "
+                "name, for names the automatic reading misses: `^([a-z]+)_\\d+` reads `cat` "
+                "from `cat_12.jpg`. Empty: class folders, train/val/test folders, a labels.csv "
+                "or names like cat.12.jpg are read by themselves.")
 
 
 def split_settings(key: str) -> tuple[float, float]:
@@ -33,15 +37,20 @@ def queue_import(submit: Callable[[], str]) -> None:
 
 
 def zip_tab() -> None:
-    upload = st.file_uploader("A zip of class folders (class_name/image.jpg)", type=["zip"],
+    upload = st.file_uploader("A zip of class folders (class_name/image.jpg), of train/, val/ "
+                              "and test/ folders, of files named label.N.jpg, or with a "
+                              "labels.csv", type=["zip"],
                               key="zip_upload")
     name = st.text_input("Dataset name", help=NAME_HELP, key="zip_name",
                          placeholder=safe_name(upload.name) if upload else "my-dataset")
+    pattern = st.text_input("Label pattern (regex)", key="zip_label_pattern",
+                            placeholder=r"^([a-z]+)_\d+", help=PATTERN_HELP)
     val, test = split_settings("zip")
     if st.button("Import zip", type="primary", disabled=upload is None, key="zip_go"):
         chosen = name.strip() or safe_name(upload.name)
         upload.seek(0)
-        queue_import(lambda: submit_zip(upload, chosen, val=val, test=test))
+        queue_import(lambda: submit_zip(upload, chosen, val=val, test=test,
+                                        label_pattern=pattern.strip() or None))
 
 
 def folder_tab() -> None:

@@ -14,10 +14,14 @@ from core.data.loader import Augment, augment_images
 from core.data.transforms import fit_image
 from pages.ui.charts import balance_figure
 from pages.ui.common import plain
+from pages.ui.data_fit import imbalance_note
+from pages.ui.dataset_layout import layout_facts
 
 GALLERY_PER_CLASS = 8
 GALLERY_CLASSES = 12  # more classes than this: the person picks which to show
 PREVIEW_IMAGES = 8
+DATASETS_REMEDY = ("the Train page offers class weights or a balanced sampler (More settings → "
+                   "Class balance); judge such a run by its balanced accuracy")
 THUMB = 88  # pixels a thumbnail is drawn at (small images are enlarged without blurring)
 
 
@@ -53,6 +57,7 @@ def overview(dataset: Dataset) -> None:
     cols[3].metric("Image size", sizes)
     if dataset.origin:
         st.caption(f"Origin: {plain(dataset.origin)}")
+    layout_facts(dataset.layout, dataset.notes)
 
 
 def balance(dataset: Dataset) -> None:
@@ -65,6 +70,7 @@ def balance(dataset: Dataset) -> None:
     rows.append({"class": "all", **totals, "total": sum(totals.values())})
     right.markdown("**Split sizes**")
     right.dataframe(rows, hide_index=True, height="auto" if len(rows) <= 12 else 420)
+    imbalance_note(dataset, DATASETS_REMEDY)
 
 
 def dropped_report(dataset: Dataset) -> None:

@@ -17,6 +17,7 @@ from core.runs.imports import (
     seconds_left,
 )
 from pages.ui.common import duration, plain, store
+from pages.ui.dataset_layout import layout_facts
 
 POLL_S = 1.0  # seconds between two looks at a running import
 ANNOUNCED = "imports_announced"  # session key: completed imports whose dataset was selected
@@ -84,6 +85,11 @@ def notice(job: dict) -> None:
                    f"{len(summary.get('classes', []))} classes"
                    + (f"; dropped {len(dropped)} file(s), listed below." if dropped else "."),
                    icon=":material/check_circle:")
+        layout_facts(summary.get("layout", ""), summary.get("notes") or [])
+        groups = summary.get("duplicates") or []
+        if groups:
+            st.caption(f"{len(groups)} group(s) of duplicate images: see Duplicates under the "
+                       "dataset below.")
     elif status == "cancelled":
         st.warning(f"The import of {name} was cancelled; no dataset was made.",
                    icon=":material/cancel:")

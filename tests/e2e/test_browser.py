@@ -172,7 +172,9 @@ def test_a_zip_becomes_two_compared_models_that_classify_a_photo(app_url: str, p
     heading = page.locator("[data-testid='stMarkdownContainer'] h3")
     upload_until_shown(page, image, heading.first)
     wait_idle(page)
-    assert heading.first.inner_text().strip() in CLASSES
+    # a class, or "None of the classes I know" for the ~5% of images like none in training
+    # (a three-epoch model on 120 images; test_browser_answers.py pins the unknown answer)
+    assert heading.first.inner_text().strip() in (*CLASSES, "None of the classes I know")
     assert_no_exception(page)
     screenshot(page, "classify")
 
