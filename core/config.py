@@ -43,6 +43,7 @@ class Setting:
     step: float | None = None  # the form's step for a number
     slider: bool = False  # the form shows a slider (a small range), not a number box
     cli: bool = True  # a `--flag` of `python -m core train`
+    unset: str = ""  # what leaving an optional number unset means, shown in its empty box
 
 
 def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING,
@@ -110,9 +111,11 @@ class TrainConfig:
         help="Mirror half of the training images at random (and average each test image with "
              "its mirror when flip test-time augmentation is on); auto: only when mirrored "
              "images keep their class, tested on the dataset (core.data.mirror).")
-    pad_crop: int = setting(2, label="Random shift (pixels)", group=AUGMENTATION, low=0,
-                            high=8, slider=True,
-                            help="Shift each training image by up to this many pixels.")
+    pad_crop: int | None = setting(
+        None, label="Random shift (pixels)", group=AUGMENTATION, low=0, high=8, unset="auto",
+        help="Shift each training image by up to this many pixels (0: off); unset (auto): "
+             "1 px per 16 px where objects sit at different places from image to image, off "
+             "where every image is registered alike, as digits are (core.data.shift).")
     jitter: float = setting(0.0, label="Colour jitter", group=AUGMENTATION, low=0.0, high=0.5,
                             step=0.05, slider=True,
                             help="Brightness and contrast drawn from 1 ± this.")

@@ -7,7 +7,9 @@ route()  # first: the sign-in gate and router (pages/ui/router.py)
 import streamlit as st
 
 from core.data import catalog
+from core.data.cache import default_image_size
 from core.data.dataset import list_datasets
+from core.data.shift import decide_shift
 from pages.ui.common import ICONS, PAGES, confirm_delete, plain, store, user_errors
 from pages.ui.data_fit import data_fit_panel
 from pages.ui.dataset_add import add_dataset_panel
@@ -47,7 +49,8 @@ def show_dataset(name: str) -> None:
         gallery(dataset)
         st.divider()
         decision = data_fit_panel(dataset)
-        augmentation_preview(dataset, decision.flip)
+        shift = decide_shift(decision, len(dataset.classes), default_image_size(dataset))
+        augmentation_preview(dataset, decision.flip, shift.pad)
         st.divider()
         cols = st.columns([2, 5])
         with cols[0]:

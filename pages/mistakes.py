@@ -1,6 +1,7 @@
 """Error analysis: a run's validation confusion matrix — click a cell for its images, hardest
 first — its most confident mistakes, per-class galleries, and a cleaned dataset version; and a
-dataset's likely label errors (a background search), a queue to fix them in."""
+dataset's likely label errors (a background search), a queue to fix them in; and a data map
+of a run's features, a click on a point opening its image."""
 
 from pages.ui.router import route
 
@@ -34,6 +35,7 @@ from pages.ui.common import (
     weights_stamp,
 )
 from pages.ui.compare_charts import clickable_confusion, png_config
+from pages.ui.data_map import data_map_panel
 from pages.ui.label_queue import label_errors, pick_dataset
 from pages.ui.mistake_marks import gallery, save_panel
 
@@ -148,7 +150,7 @@ st.title("Error analysis")
 st.caption("What a run gets wrong on its validation images, and which labels of a dataset look "
            "wrong. Mark images that are mislabeled or should go, and save a new version of the "
            "dataset to retrain on; the original stays as it is.")
-runs_tab, labels_tab = st.tabs(["A run's mistakes", "Likely label errors"])
+runs_tab, labels_tab, map_tab = st.tabs(["A run's mistakes", "Likely label errors", "Data map"])
 finished = [run for run in store().list_runs()
             if run["status"] not in ACTIVE and has_model(run)]
 chosen = None
@@ -163,3 +165,9 @@ with runs_tab:
             analysis(chosen)
 with labels_tab:
     label_errors_tab(chosen["data"] if chosen else None)
+with map_tab:
+    if chosen is None:
+        st.info("The data map shows a trained run's view of the images; train a model first.")
+    else:
+        st.caption(f"Run {plain(run_label(chosen))} (chosen on the first tab).")
+        data_map_panel(chosen)

@@ -14,7 +14,7 @@ from core.training.batch_size import NO_PROBE_BATCH
 from core.training.schedule import lr_curve, steps_per_epoch
 from pages.ui.charts import lr_find_figure, lr_schedule_figure
 from pages.ui.common import ICONS, PAGES, go_to_run, store, user_errors
-from pages.ui.data_fit import flip_note, imbalance_note, resize_note
+from pages.ui.data_fit import flip_note, imbalance_note, resize_note, shift_note
 from pages.ui.dataset_view import current_dataset
 from pages.ui.estimate import run_estimate
 from pages.ui.train_form import (
@@ -88,6 +88,7 @@ def train_page(names: list[str]) -> None:
     more_settings()
     config = form_config(data, model, spec)
     flip_note(dataset, config.flip)
+    shift_note(dataset, config.pad_crop, config.image_size or default_image_size(dataset))
     resize_note(dataset, config.resize)
     if config.balance == "none":
         imbalance_note(dataset)  # with "Class balance" under More settings as the remedy

@@ -21,6 +21,7 @@ from core.data.cache import dataset_resize, default_image_size, load_cache
 from core.data.dataset import Dataset, DatasetError, load_dataset
 from core.data.loader import Augment, DeviceSplit, channel_stats, to_model_input
 from core.data.mirror import resolve_flip
+from core.data.shift import resolve_shift
 from core.durable import write_json_atomic
 from core.training.device import pick_device
 from core.training.optim import make_optimizer
@@ -97,8 +98,9 @@ def out_of_fold_probabilities(dataset: Dataset, *, folds: int = 5, model: str = 
     size = default_image_size(dataset)
     images = np.asarray(load_cache(dataset, size, mode=dataset_resize(dataset)[0]))
     flip, _ = resolve_flip("auto", dataset)
+    shift, _ = resolve_shift(None, dataset, size)
     config = TrainConfig(data=dataset.name, model=model, epochs=epochs, batch_size=FAST_BATCH,
-                         device=device, seed=seed)
+                         device=device, seed=seed, pad_crop=shift)
     torch_device = pick_device(device)
     fold_of = stratified_folds(labels, folds, seed)
     probs = np.zeros((len(labels), len(dataset.classes)), dtype=np.float32)

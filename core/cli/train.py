@@ -28,7 +28,8 @@ TRAIN_KEYS = ("run_id", "name", "status", "model", "data", "device", "epochs", "
               "best_epoch", "test_acc", "train_seconds", "train_images_per_s", "params", "flops",
               "image_size", "batch_size", "lr", "lr_auto", "compile_mode", "calibration",
               "unknown", "error", "per_class", "balanced_acc", "imbalance_ratio", "balance",
-              "flip", "flip_reason", "tta_flip", "resize", "resize_reason")
+              "flip", "flip_reason", "tta_flip", "shift", "shift_reason", "resize",
+              "resize_reason")
 
 
 def batch_size_arg(text: str) -> int:
@@ -56,6 +57,17 @@ def lr_arg(text: str) -> float:
                                          "such as 0.003, or auto") from None
 
 
+def pad_crop_arg(text: str) -> int | str:
+    """`--pad-crop`: pixels such as 2, 0 for off, or auto (decided from the data)."""
+    if text.strip().lower() == "auto":
+        return OFF
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a shift; give whole pixels such "
+                                         "as 2, 0 for none, or auto") from None
+
+
 def ema_decay_arg(text: str) -> float | str:
     """`--ema-decay`: a decay such as 0.999, or 0 for off."""
     value = float(text)
@@ -63,7 +75,8 @@ def ema_decay_arg(text: str) -> float | str:
 
 
 OFF = "off"  # a flag given to turn an optional setting off (its value becomes None)
-PARSERS = {"batch_size": batch_size_arg, "lr": lr_arg, "ema_decay": ema_decay_arg}
+PARSERS = {"batch_size": batch_size_arg, "lr": lr_arg, "ema_decay": ema_decay_arg,
+           "pad_crop": pad_crop_arg}
 
 
 def flag_type(name: str):

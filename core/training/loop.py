@@ -162,7 +162,7 @@ def train_one_epoch(config: TrainConfig, prepared: PreparedRun, progress: Progre
     # dropout; per epoch, so a resume replays it, and per rank, so ranks draw different masks
     torch.manual_seed(epoch_seed(config.seed, epoch) * ranks.world_size + ranks.rank)
     generator = torch.Generator(device=device).manual_seed(epoch_seed(config.seed, epoch))
-    augment = Augment(prepared.flip, config.pad_crop, config.jitter,
+    augment = Augment(prepared.flip, prepared.shift, config.jitter,
                       share=(ranks.rank, ranks.world_size))
     peak_lr = config.peak_lr()
     prepared.train_mode(backbone_frozen=epoch < config.freeze_epochs)

@@ -41,7 +41,7 @@ def lr_find(config: TrainConfig, *, start_lr: float = 1e-6, end_lr: float = 10.0
         prepared = prepare(config, Path(scratch))
     model, optimizer = prepared.model, prepared.optimizer
     generator = torch.Generator(device=prepared.device).manual_seed(config.seed)
-    augment = Augment(prepared.flip, config.pad_crop, config.jitter)
+    augment = Augment(prepared.flip, prepared.shift, config.jitter)
     ratio = (end_lr / start_lr) ** (1 / max(1, steps - 1))
     lrs, losses, smoothed, best = [], [], 0.0, math.inf
     model.train()

@@ -19,6 +19,7 @@ from core.data.cache import dataset_resize, default_image_size, load_cache
 from core.data.dataset import Dataset, load_dataset
 from core.data.loader import DeviceSplit, channel_stats, in_memory, split_images, stats_sample
 from core.data.mirror import resolve_flip
+from core.data.shift import resolve_shift
 from core.training.batch_size import auto_batch_size
 from core.training.device import (
     CompiledForward,
@@ -72,6 +73,8 @@ class PreparedRun:
     flip: bool = True  # the run's flip, `auto` decided from the data (core.data.mirror)
     flip_reason: str = ""
     tta_flip: bool = False  # flip test-time augmentation: asked for, and the run flips
+    shift: int = 2  # the random shift in pixels, unset (auto) decided from the data
+    shift_reason: str = ""
     resize: str = "crop"  # the resize mode (core.data.transforms), `auto` resolved
     resize_reason: str = ""
     class_weights: torch.Tensor | None = None  # the loss's, when the config balances by weights
@@ -113,6 +116,7 @@ class PreparedRun:
     def data_fit(self) -> dict:
         """The choices made from the data, for the result and the model card."""
         return {"flip": self.flip, "flip_reason": self.flip_reason, "tta_flip": self.tta_flip,
+                "shift": self.shift, "shift_reason": self.shift_reason,
                 "resize": self.resize, "resize_reason": self.resize_reason,
                 "balance": self.balance, "imbalance_ratio": self.imbalance_ratio}
 
@@ -148,7 +152,9 @@ def prepare(config: TrainConfig, run_dir: Path) -> PreparedRun:
             num_classes=len(dataset.classes), autocast=autocast, train_size=len(train),
             precision=resolved_precision(device, config.precision))
     flip, flip_reason = resolve_flip(config.flip, dataset)
+    shift, shift_reason = resolve_shift(config.pad_crop, dataset, size)
     data_fit = {"flip": flip, "flip_reason": flip_reason, "tta_flip": config.tta_flip and flip,
+                "shift": shift, "shift_reason": shift_reason,
                 "resize": resize, "resize_reason": resize_reason, "balance": config.balance,
                 "imbalance_ratio": (imbalance(dataset) or {}).get("ratio")}
     if is_main():  # under torchrun, rank 0 alone writes the run folder

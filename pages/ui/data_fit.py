@@ -7,9 +7,10 @@ from __future__ import annotations
 import streamlit as st
 
 from core.data.balance import imbalance
-from core.data.cache import dataset_resize
+from core.data.cache import dataset_resize, default_image_size
 from core.data.dataset import Dataset
 from core.data.mirror import FlipDecision, dataset_flip_decision
+from core.data.shift import decide_shift
 from pages.ui.common import plain
 
 OVERRIDE = ("Override it on the Train page: More settings → Random horizontal flip "
@@ -43,11 +44,25 @@ def flip_note(dataset: Dataset, setting: str = "auto") -> None:
         st.caption(f"Flip set {setting} by hand; the data test says {plain(decision.reason)}.")
 
 
+def shift_note(dataset: Dataset, setting: int | None, image_size: int) -> None:
+    """One line: the random shift a run on `dataset` gets with `setting`, and why."""
+    decision = decide_shift(decision_of(dataset), len(dataset.classes), image_size)
+    if setting is None:
+        st.caption(f"Shift (auto): {plain(decision.reason)}. Override it with Random shift "
+                   "(pixels) under More settings.")
+    elif setting != decision.pad:
+        st.caption(f"Shift set to {setting} px by hand; the data test says "
+                   f"{plain(decision.reason)}.")
+
+
 def data_fit_panel(dataset: Dataset) -> FlipDecision:
     """The Datasets page's section: what training will choose from this data."""
     st.markdown("**What training chooses from this data**")
     decision = decision_of(dataset)
     st.caption(f"{plain(decision.reason)}. {OVERRIDE}")
+    shift = decide_shift(decision, len(dataset.classes), default_image_size(dataset))
+    st.caption(f"{plain(shift.reason)}. Override it on the Train page: More settings → Random "
+               "shift (pixels).")
     st.caption(f"{plain(dataset_resize(dataset)[1])}. Override it with Resize mode (crop, "
                "squish or pad) on the Train page; predictions and exports use the run's mode.")
     return decision

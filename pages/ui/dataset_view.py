@@ -101,13 +101,15 @@ def gallery(dataset: Dataset) -> None:
             cols[1].image([thumbnail(str(dataset.folder / file)) for file in picks])
 
 
-def augmentation_preview(dataset: Dataset, flip_default: bool = True) -> None:
+def augmentation_preview(dataset: Dataset, flip_default: bool = True,
+                         shift_default: int = 2) -> None:
     st.markdown("**Augmentation preview** — what training sees: the same images, randomly "
                 "flipped, shifted and colour-jittered on every epoch.")
     cols = st.columns(4, vertical_alignment="bottom")
     flip = cols[0].checkbox("Flip", value=flip_default, key="aug_flip",
                             help="Starts as the data's flip decision (above).")
-    pad = cols[1].slider("Shift (pixels)", 0, 8, 2, key="aug_pad")
+    pad = cols[1].slider("Shift (pixels)", 0, 8, shift_default, key="aug_pad",
+                         help="Starts as the data's shift decision (above).")
     jitter = cols[2].slider("Colour jitter", 0.0, 0.5, 0.0, 0.05, key="aug_jitter")
     if cols[3].button("New draw", key="aug_draw", icon=":material/casino:"):
         st.session_state["aug_seed"] = st.session_state.get("aug_seed", 0) + 1

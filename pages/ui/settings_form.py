@@ -48,6 +48,8 @@ def setting_widget(column, name: str, *, prefix: str = "train", label: str | Non
         if meta.slider:
             return column.slider(label, low, high, step=step, **common)
         number_format = "%g" if kind is float else None
+        if meta.unset:
+            common["placeholder"] = meta.unset
         return column.number_input(label, low, high, step=step, format=number_format, **common)
     return column.text_input(label, **common)
 

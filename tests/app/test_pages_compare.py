@@ -283,7 +283,7 @@ def test_a_sweep_takes_the_train_form_s_augmentation_settings(shapes_dataset) ->
     at = open_page("pages/sweeps.py")
     at.multiselect(key="sweep_models").set_value(["tiny-cnn"])
     at.selectbox(key="sweep_flip").set_value("off")
-    at.slider(key="sweep_pad_crop").set_value(0).run()
+    at.number_input(key="sweep_pad_crop").set_value(0).run()
     at.button(key="sweep_go").click().run()
     assert not at.exception, at.exception
     [run] = Store().list_runs()
