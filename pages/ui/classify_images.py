@@ -10,6 +10,7 @@ import streamlit as st
 from PIL import Image
 
 from core.analysis.explain import grad_cam, overlay
+from core.analysis.latency import latency_text
 from core.analysis.ranking import best_run_id
 from core.serving.infer import LoadedModel, open_image
 from pages.ui.charts import top_k_figure
@@ -160,7 +161,7 @@ def side_by_side(sides: list[Side], upload: Upload, settings: dict, index: int) 
 UNKNOWN = "None of the classes I know"
 
 
-def prediction(answer: dict, ms: float, key: str) -> None:
+def prediction(answer: dict, ms: dict, key: str) -> None:
     """The answer: the top class and its calibrated probability, or "None of the classes I
     know" with the closest guesses greyed when the image looks like no training image."""
     top = answer["top"]
@@ -168,8 +169,8 @@ def prediction(answer: dict, ms: float, key: str) -> None:
         st.markdown(f"### {UNKNOWN}")
         st.caption(f"This image looks like none of the images the model trained on, so its "
                    f"guesses (greyed) mean little · closest: {plain(top[0]['label'])} "
-                   f"{pct(top[0]['prob'])} · predicted in {ms:.1f} ms")
+                   f"{pct(top[0]['prob'])} · predicted in {latency_text(ms)}")
     else:
         st.markdown(f"### {plain(top[0]['label'])}")
-        st.caption(f"{pct(top[0]['prob'])} sure (calibrated) · predicted in {ms:.1f} ms")
+        st.caption(f"{pct(top[0]['prob'])} sure (calibrated) · predicted in {latency_text(ms)}")
     st.plotly_chart(top_k_figure(top, muted=answer["unknown"]), key=key)

@@ -163,7 +163,7 @@ def add_dataset_panel() -> None:
     st.subheader("Add a dataset")
     with st.container(key="import_report_slot"):
         import_notices()
-    tabs = st.tabs([":material/folder_zip: Zip file", ":material/folder: Folder",
+    tabs = st.tabs([":material/archive: Zip file", ":material/folder: Folder",
                     ":material/category: Class by class", ":material/inventory_2: Built-in"],
                    key="dataset_add_tabs")
     with tabs[0]:

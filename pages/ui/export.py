@@ -93,7 +93,8 @@ def export_row(path: Path, entry: dict, index: int) -> None:
                                 on_click="ignore", width="stretch")
         if card.is_file():
             cols[2].download_button("Card", functools.partial(card.read_bytes),
-                                    file_name=card.name, mime="application/json",
+                                    file_name=f"{path.stem}.{entry['format']}.card.json",
+                                    mime="application/json",  # one name per format
                                     key=f"export_card_{index}", icon=":material/description:",
                                     on_click="ignore", width="stretch")
             with st.expander("Model card"):

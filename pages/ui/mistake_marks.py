@@ -38,6 +38,11 @@ def action_options(classes: list[str], true: str, predicted: str) -> list[str]:
     return [KEEP, REMOVE, *(RELABEL + c for c in others if c != true)]
 
 
+def short_option(option: str) -> str:
+    """"→ cat" for "relabel as cat": the long form was cut off in the narrow gallery columns."""
+    return "→ " + option.removeprefix(RELABEL) if option.startswith(RELABEL) else option
+
+
 def current_option(mark: str | None) -> str:
     if mark is None:
         return KEEP
@@ -61,6 +66,7 @@ def gallery(rows: pd.DataFrame, dataset: Dataset, prefix: str) -> None:
             options = action_options(dataset.classes, row.true, row.predicted)
             key = mark_key(prefix, dataset.name, index)
             column.selectbox("Mark", options, key=key, label_visibility="collapsed",
+                             format_func=short_option, help="→ X: relabel as class X",
                              index=options.index(current_option(own.get(index)))
                              if current_option(own.get(index)) in options else 0,
                              on_change=set_mark, args=(dataset.name, index, key))
@@ -85,7 +91,9 @@ def save_panel(dataset: Dataset, run: dict) -> None:
         return
     removed = sorted(i for i, mark in own.items() if mark == REMOVE)
     relabelled = {i: mark for i, mark in own.items() if mark != REMOVE}
-    st.dataframe([{"image": dataset.items[i].file, "class": dataset.classes[dataset.items[i].label],
+    st.dataframe([{"original file": dataset.items[i].source or dataset.items[i].file,  # as
+                   # uploaded, so the source folder can be fixed too; the internal id otherwise
+                   "class": dataset.classes[dataset.items[i].label],
                    "split": dataset.items[i].split, "action": current_option(mark)}
                   for i, mark in own.items()], hide_index=True, key="mistakes_marked")
     cols = st.columns([2, 2, 1])

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 from PIL import Image
 
+from core.analysis.latency import repeated_ms
 from core.serving.infer import LoadedModel, load_model
 from pages.ui.common import pct, plain, weights_stamp
 
@@ -59,10 +58,9 @@ def describe_run(run: dict, model: LoadedModel) -> str:
             f"images resized and centre-cropped to {size}×{size} px, as in validation")
 
 
-def timed_predict(model: LoadedModel, image: Image.Image, k: int) -> tuple[dict, float]:
-    """The image's answer ({top, unknown, score}: LoadedModel.predict) and how long the call
-    took in milliseconds (preprocessing, forward pass, softmax and the unknown-input score:
-    what a caller waits for)."""
-    start = time.perf_counter()
-    [answer] = model.predict([image], k)
-    return answer, (time.perf_counter() - start) * 1000
+def timed_predict(model: LoadedModel, image: Image.Image, k: int) -> tuple[dict, dict]:
+    """The image's answer ({top, unknown, score}: LoadedModel.predict) and how long a call
+    takes (preprocessing, forward pass, softmax and the unknown-input score: what a caller
+    waits for), as the median of several calls with their spread (core.analysis.latency)."""
+    answer, timing = repeated_ms(lambda: model.predict([image], k)[0])
+    return answer, timing

@@ -1,0 +1,89 @@
+"""Issue 17's rough edges on the pages (AppTest): latency as a median with its spread, one
+download name per model card, the zip tab's icon, the short relabel choice and the original
+file path in the cleaned-version list."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from streamlit.delta_generator import DeltaGenerator
+from streamlit.testing.v1 import AppTest
+
+from core.data.dataset import load_dataset
+from core.serving.export import export_run
+from pages.ui.export import exports_folder
+from pages.ui.mistake_marks import REMOVE, short_option
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TIMEOUT = 60
+
+
+def open_page(page: str, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(elements) -> str:
+    return "\n".join(str(element.value) for element in elements)
+
+
+def png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), 120, np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_the_latency_shown_is_a_median_of_several_calls_with_its_spread(trained_run) -> None:
+    at = open_page("pages/classify.py")
+    at.file_uploader(key="classify_files").upload("grey.png", png(), "image/png")
+    at.run()
+    assert not at.exception, at.exception
+    caption = texts(at.caption)
+    assert "predicted in" in caption and "median of" in caption and "–" in caption
+
+
+def test_each_export_s_card_downloads_under_its_own_name(trained_run, monkeypatch) -> None:
+    for fmt in ("onnx", "safetensors"):
+        export_run(trained_run, fmt, exports_folder(trained_run))
+    names: list[str] = []
+    original = DeltaGenerator.download_button
+
+    def recording(self, label, data, *args, **kwargs):
+        names.append(kwargs.get("file_name"))
+        return original(self, label, data, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "download_button", recording)
+    open_page("pages/classify.py")
+    cards = [name for name in names if name and name.endswith(".card.json")]
+    assert sorted(cards) == ["first.onnx.card.json", "first.safetensors.card.json"]
+
+
+def test_the_zip_tab_shows_an_archive_icon_not_a_folder(studio_home) -> None:
+    at = open_page("pages/datasets.py")
+    labels = [tab.label for tab in at.tabs]
+    assert ":material/archive: Zip file" in labels
+
+
+def test_the_relabel_choice_is_short_enough_to_be_read() -> None:
+    assert short_option("relabel as cat") == "→ cat"
+    assert short_option("keep") == "keep" and short_option(REMOVE) == REMOVE
+
+
+def test_the_cleaned_version_list_names_the_original_file(trained_run) -> None:
+    dataset = load_dataset("shapes")
+    dataset.items[0].source = "holiday/cats/IMG_0001.png"
+    dataset.save()
+    at = open_page("pages/mistakes.py", mistakes_run=trained_run,
+                   mistake_marks={"shapes": {0: REMOVE, 1: "circle"}})
+    [frame] = [f.value for f in at.dataframe if "original file" in f.value.columns]
+    shown = list(frame["original file"])
+    assert shown == ["holiday/cats/IMG_0001.png", dataset.items[1].source]
+    assert not any(name.startswith("images/") for name in shown), "never the internal id"
