@@ -54,7 +54,7 @@ def runs_table(runs: list[dict]) -> None:
         "model": run["model"], "data": run["data"],
         "best val acc": pct100(run["best_val_acc"]), "last val acc": pct100(run["last_val_acc"]),
         "test acc": pct100(run["test_acc"]),
-        "epochs": f"{run['epoch']}/{run['config'].get('epochs', '?')}",
+        "epochs": epochs_text(run),
         "duration (s)": run_seconds(run),
         "created": run["created_at"] * 1000,
     } for run in runs]
@@ -77,6 +77,13 @@ def compare_button(picked: list[str]) -> None:
                  help="Tick runs in the table (the box at the start of each row)"):
         st.session_state["compare_pick"] = picked
         switch_to(PAGES["compare"])
+
+
+def epochs_text(run: dict) -> str:
+    """"3/10"; "imported" for a model trained elsewhere (its config's one epoch is a stand-in)."""
+    if (run.get("summary") or {}).get("imported"):
+        return "imported"
+    return f"{run['epoch']}/{run['config'].get('epochs', '?')}"
 
 
 def pct100(value: float | None) -> float | None:

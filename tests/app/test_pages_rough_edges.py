@@ -87,3 +87,25 @@ def test_the_cleaned_version_list_names_the_original_file(trained_run) -> None:
     shown = list(frame["original file"])
     assert shown == ["holiday/cats/IMG_0001.png", dataset.items[1].source]
     assert not any(name.startswith("images/") for name in shown), "never the internal id"
+
+
+def test_an_imported_model_shows_its_card_s_metrics_not_empty_epochs(trained_run,
+                                                                      tmp_path) -> None:
+    from core.serving.model_import import import_model
+    from core.store import Store
+
+    store = Store()
+    store.update_run(trained_run, test_acc=0.75, best_val_acc=0.8)
+    result = export_run(trained_run, "safetensors", tmp_path)
+    imported = import_model(Path(result["path"]), Path(result["card"]), "from elsewhere")
+    run = store.get_run(imported)
+    assert (run["test_acc"], run["best_val_acc"]) == (0.75, 0.8)
+    at = open_page("pages/runs.py", run_pick=imported)
+    [frame] = [f.value for f in at.dataframe if "epochs" in f.value.columns]
+    row = frame[frame["name"] == "from elsewhere"].iloc[0]
+    assert row["epochs"] == "imported"
+    assert row["test acc"] == 75.0 and row["best val acc"] == 80.0
+    metrics = {metric.label: metric for metric in at.metric}
+    assert metrics["Test accuracy"].value == "75.0%"
+    assert metrics["Best val accuracy"].value == "80.0%"
+    assert "None" not in str(metrics["Best val accuracy"].proto.help)
