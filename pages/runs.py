@@ -8,6 +8,7 @@ route()  # first: the sign-in gate and router (pages/ui/router.py)
 import streamlit as st
 
 from core.analysis.compare import run_confusion
+from core.runs.card import recipe_text
 from core.runs.queue import keep_queue_moving
 from pages.ui.charts import confusion_figure
 from pages.ui.common import (
@@ -119,8 +120,9 @@ def per_class(run: dict) -> None:
 
 def run_view(run: dict) -> None:
     st.subheader(plain(run["name"]))  # a name the person chose: shown as typed, never as markup
+    recipe = recipe_text(run["config"])
     st.caption(f"{plain(run['model'])} on {plain(run['data'])} · run id {run['run_id']} · "
-               f"{run['status']}")
+               f"{run['status']}" + (f" · recipe {plain(recipe)}" if recipe else ""))
     db = store()
     action_bar(run, db)
     x = st.segmented_control("x axis", ["step", "epoch"], default="epoch", key="runs_x")

@@ -35,6 +35,11 @@ def texts(elements) -> str:
     return "\n".join(str(element.value) for element in elements)
 
 
+def unescaped(elements) -> str:
+    """The elements' text as read (markdown's backslash escapes of user text taken out)."""
+    return texts(elements).replace("\\", "")
+
+
 def png() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.full((32, 32, 3), 120, np.uint8)).save(buffer, format="PNG")
@@ -109,3 +114,53 @@ def test_an_imported_model_shows_its_card_s_metrics_not_empty_epochs(trained_run
     assert metrics["Test accuracy"].value == "75.0%"
     assert metrics["Best val accuracy"].value == "80.0%"
     assert "None" not in str(metrics["Best val accuracy"].proto.help)
+
+
+def test_a_run_changed_from_its_recipe_says_modified(shapes_dataset, monkeypatch) -> None:
+    from core.runs import queue
+    from core.store import Store
+
+    monkeypatch.setattr(queue, "ensure_worker", lambda: False)
+    at = open_page("pages/train.py")
+    at.button(key="recipe_cpu-quick").click().run()
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    at.switch_page("pages/train.py").run()
+    at.button(key="recipe_cpu-quick").click().run()
+    at.number_input(key="train_epochs").set_value(2)
+    at.number_input(key="train_lr").set_value(0.0123).run()
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    runs = sorted(Store().list_runs(), key=lambda run: run["created_at"])
+    as_is, changed = (run["config"] for run in runs)
+    assert as_is["recipe"] == changed["recipe"] == "cpu-quick"
+    assert "recipe_changed" not in as_is["extra"]
+    assert changed["extra"]["recipe_changed"] == ["epochs", "lr"]
+    at = open_page("pages/runs.py", run_pick=runs[1]["run_id"])
+    assert "recipe cpu-quick (modified: epochs, lr)" in unescaped(at.caption)
+    assert "**Recipe:** cpu-quick (modified: epochs, lr)" in unescaped(at.markdown)
+    at = open_page("pages/runs.py", run_pick=runs[0]["run_id"])
+    assert "recipe cpu-quick" in unescaped(at.caption)
+    assert "modified" not in unescaped(at.caption)
+
+
+def test_a_renamed_run_s_card_and_config_carry_the_new_name(trained_run) -> None:
+    import json
+
+    from core.runs.card import clone_config
+    from core.runs.record import run_folder
+    from core.store import Store
+
+    at = open_page("pages/runs.py")
+    at.text_input(key=f"rename_{trained_run}").input("my best run")
+    at.button(key="run_rename_save").click().run()
+    assert not at.exception, at.exception
+    run = Store().get_run(trained_run)
+    assert run["name"] == run["config"]["name"] == "my best run"
+    assert json.loads((run_folder(trained_run) / "config.json").read_text())["name"] == \
+        "my best run"
+    [card_config] = [json.loads(element.proto.body) for element in at.json
+                     if "name" in json.loads(element.proto.body)]
+    assert card_config["name"] == "my best run"
+    assert at.subheader[0].value == "my best run"
+    assert clone_config(run).name is None  # a clone still gets its own name
