@@ -14,6 +14,7 @@ from pages.ui.charts import confusion_figure
 from pages.ui.common import (
     ACTIVE,
     ICONS,
+    MISSING,
     PAGES,
     active_runs,
     plain,
@@ -48,6 +49,22 @@ def live_table() -> None:
         st.rerun(scope="app")  # nothing left to watch: stop polling
 
 
+def run_columns() -> dict:
+    """Widths that keep the whole table inside the page (about 1,000 px), and formats."""
+    number, text = st.column_config.NumberColumn, st.column_config.TextColumn
+    percent = "%.1f %%"
+    return {"name": text(width=180), "status": text(width=85), "model": text(width=120),
+            "data": text(width=110),
+            "best val acc": number(format=percent, width=85, help="best validation accuracy"),
+            "last val acc": number(format=percent, width=85,
+                                   help="validation accuracy of the last epoch"),
+            "test acc": number(format=percent, width=75,
+                               help="of the best checkpoint, on the test split"),
+            "epochs": text(width=70),
+            "duration (s)": number(format="%.1f", width=85),
+            "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=130)}
+
+
 def runs_table(runs: list[dict]) -> None:
     st.session_state["runs_in_table"] = [run["run_id"] for run in runs]
     rows = [{
@@ -59,14 +76,9 @@ def runs_table(runs: list[dict]) -> None:
         "duration (s)": run_seconds(run),
         "created": run["created_at"] * 1000,
     } for run in runs]
-    percent = st.column_config.NumberColumn(format="%.1f %%")
-    seconds = st.column_config.NumberColumn(format="%.1f")
     event = st.dataframe(rows, hide_index=True, key="runs_table", on_select=pick_from_table,
-                         selection_mode="multi-row", column_config={
-                             "best val acc": percent, "last val acc": percent,
-                             "test acc": percent, "duration (s)": seconds,
-                             "created": st.column_config.DatetimeColumn(
-                                 format="YYYY-MM-DD HH:mm")})
+                         selection_mode="multi-row", column_config=run_columns(),
+                         placeholder=MISSING, width="stretch")
     compare_button([runs[row]["run_id"] for row in event["selection"]["rows"]
                     if row < len(runs)])
 
@@ -110,8 +122,8 @@ def per_class(run: dict) -> None:
         return
     left, right = st.columns([2, 3])
     left.markdown("**Per class (test split)**")
-    three_places = st.column_config.NumberColumn(format="%.3f")
-    left.dataframe(rows, hide_index=True, column_config=dict.fromkeys(
+    three_places = st.column_config.NumberColumn(format="%.3f", width=75)
+    left.dataframe(rows, hide_index=True, placeholder=MISSING, column_config=dict.fromkeys(
         ("accuracy", "precision", "f1"), three_places))
     if summary.get("confusion"):
         classes, matrix = run_confusion(run)

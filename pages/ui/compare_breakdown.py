@@ -20,7 +20,7 @@ from core.analysis.compare import (
 )
 from core.analysis.ranking import accuracy_key
 from pages.ui.charts import confusion_figure
-from pages.ui.common import PAGES, has_model, plain, store, switch_to, user_errors
+from pages.ui.common import MISSING, PAGES, has_model, plain, store, switch_to, user_errors
 from pages.ui.compare_charts import (
     difference_figure,
     parallel_figure,
@@ -83,9 +83,13 @@ def per_class_section(runs: list[dict], colors: dict[str, str]) -> None:
     right.caption(f"{'F1' if metric == 'f1' else 'Accuracy'} per class on the test split; Δ is "
                   f"the run − {plain(runs[0]['name'])} (positive: better).")
     deltas = [c for c in table if c.startswith("Δ ")]
-    styled = table.style.format("{:.1%}", subset=[c for c in table if c not in deltas]) \
-        .format("{:+.1%}", subset=deltas).map(delta_colour, subset=deltas)
-    right.dataframe(styled, key="compare_class_table")
+    styled = table.style.format("{:.1%}", subset=[c for c in table if c not in deltas],
+                                na_rep=MISSING) \
+        .format("{:+.1%}", subset=deltas, na_rep=MISSING).map(delta_colour, subset=deltas)
+    widths = {"_index": st.column_config.Column(width=110)} | {
+        column: st.column_config.Column(width=90) for column in table}
+    right.dataframe(styled, key="compare_class_table", column_config=widths, width="stretch",
+                    placeholder=MISSING)
 
 
 def delta_colour(value: float) -> str:

@@ -164,3 +164,81 @@ def test_a_renamed_run_s_card_and_config_carry_the_new_name(trained_run) -> None
     assert card_config["name"] == "my best run"
     assert at.subheader[0].value == "my best run"
     assert clone_config(run).name is None  # a clone still gets its own name
+
+
+def column_widths(element) -> dict[str, object]:
+    """A table's configured column widths: {column: width}."""
+    import json
+
+    return {name: config.get("width") for name, config in
+            json.loads(element.proto.columns or "{}").items() if not config.get("hidden")}
+
+
+def test_the_runs_table_fits_the_page_and_shows_a_dash_for_what_is_missing(trained_run) -> None:
+    import json
+
+    from core.config import TrainConfig
+    from core.runs.record import new_run
+    from core.store import Store
+
+    new_run(TrainConfig(data="shapes", model="tiny-cnn", name="waiting"), Store())
+    at = open_page("pages/runs.py")
+    [element] = [f for f in at.dataframe if f.key == "runs_table"]
+    assert element.proto.placeholder == "–"
+    widths = column_widths(element)
+    assert set(widths) >= {"name", "test acc", "created", "duration (s)"}
+    assert all(isinstance(width, int) for width in widths.values())
+    assert sum(widths.values()) <= 1050, "the whole table fits a page beside the sidebar"
+    assert element.value["test acc"].isna().any(), "the queued run has none yet"
+    formats = {name: config.get("type_config", {}).get("format")
+               for name, config in json.loads(element.proto.columns).items()}
+    assert formats["test acc"] == "%.1f %%" and formats["created"] == "YYYY-MM-DD HH:mm"
+
+
+def test_every_table_of_the_pages_says_missing_as_a_dash() -> None:
+    """st.dataframe writes "None" for a missing value unless given a placeholder."""
+    import ast
+
+    root = Path(APP).parent / "pages"
+    others = {"dataset_view.py", "import_jobs.py", "data_fit.py", "mistakes.py",
+              "label_queue.py"}  # the Datasets and Error analysis pages' own
+    bare = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name in others:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr == "dataframe" \
+                    and "placeholder" not in {keyword.arg for keyword in node.keywords}:
+                bare.append(f"{path.name}:{node.lineno}")
+    assert not bare, bare
+
+
+def copy_run(source: str, name: str, test_acc: float) -> str:
+    """A second completed run with the same model files and another test accuracy."""
+    import shutil
+
+    from core.runs.record import run_folder
+    from core.store import Store
+
+    store = Store()
+    original = store.get_run(source)
+    run_id = store.create_run(original["config"] | {"name": name}, name=name,
+                              status="completed")
+    shutil.copytree(run_folder(source), run_folder(run_id), dirs_exist_ok=True)
+    store.update_run(run_id, test_acc=test_acc, best_val_acc=test_acc,
+                     summary=original["summary"], epoch=original["epoch"])
+    return run_id
+
+
+def test_compare_s_tables_set_every_column_s_width(trained_run) -> None:
+    other = copy_run(trained_run, "second", 0.5)
+    at = open_page("pages/compare.py", compare_pick=[trained_run, other])
+    [results] = [f for f in at.dataframe if "test_acc" in f.value.columns]
+    [per_class] = [f for f in at.dataframe if f.value.index.name == "class"]
+    assert results.proto.placeholder == "–"
+    widths = column_widths(results)
+    shown = list(results.proto.column_order)
+    assert "test_acc" in shown and all(widths.get(name) for name in shown)
+    assert sum(widths[name] for name in shown) <= 1050
+    assert per_class.proto.placeholder == "–" and all(column_widths(per_class).values())
