@@ -19,7 +19,7 @@ from core.analysis.compare import (
     tradeoff_points,
 )
 from core.analysis.ranking import accuracy_key
-from pages.ui.charts import confusion_figure
+from pages.ui.charts import confusion_figure, matrices_per_row
 from pages.ui.common import MISSING, PAGES, has_model, plain, store, switch_to, user_errors
 from pages.ui.compare_charts import (
     difference_figure,
@@ -107,9 +107,10 @@ def confusion_section(runs: list[dict]) -> None:
     st.subheader("Confusion matrices (test split)")
     for run in shown:
         st.markdown(f"- **{plain(run['name'])}** confuses most: {confusion_sentence(run)}")
-    for start in range(0, len(shown), 3):
-        row = shown[start:start + 3]
-        for column, run in zip(st.columns(3), row, strict=False):
+    per_row = matrices_per_row(max(len(run_confusion(run)[0]) for run in shown))
+    for start in range(0, len(shown), per_row):
+        row = shown[start:start + per_row]
+        for column, run in zip(st.columns(per_row), row, strict=False):
             classes, matrix = run_confusion(run)
             column.plotly_chart(confusion_figure(matrix.tolist(), classes, run["name"]),
                                 key=f"compare_confusion_{run['run_id']}",
@@ -136,7 +137,7 @@ def difference(runs: list[dict]) -> None:
     with user_errors("compare the confusion matrices"):
         diff = confusion_difference(a, b, classes_a, classes_b)
         title = f"{by_id[second]['name']} − {by_id[first]['name']}"
-        left, right = st.columns([3, 2])
+        left, right = st.columns([3, 2] if len(classes_a) <= 12 else [4, 1])  # cells stay legible
         left.plotly_chart(difference_figure(diff, classes_a, title), key="compare_confusion_diff",
                           config=png_config("confusion-difference"))
         right.caption(f"Each cell: the share of that true class {plain(by_id[second]['name'])} "

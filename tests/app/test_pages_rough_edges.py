@@ -242,3 +242,39 @@ def test_compare_s_tables_set_every_column_s_width(trained_run) -> None:
     assert "test_acc" in shown and all(widths.get(name) for name in shown)
     assert sum(widths[name] for name in shown) <= 1050
     assert per_class.proto.placeholder == "–" and all(column_widths(per_class).values())
+
+
+def twenty_class_summary(summary: dict, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    classes = [f"class number {i:02d}" for i in range(20)]  # long names are cut on the axis
+    matrix = rng.integers(0, 5, (20, 20)) + np.eye(20, dtype=int) * 40
+    return summary | {"confusion": matrix.tolist(),
+                      "per_class": [{"class": name, "support": int(row.sum()), "accuracy": 0.8,
+                                     "precision": 0.8, "f1": 0.8}
+                                    for name, row in zip(classes, matrix, strict=True)]}
+
+
+def test_compare_s_confusion_matrices_stay_legible_at_twenty_classes(trained_run) -> None:
+    import json
+
+    from core.store import Store
+    from pages.ui.charts import matrices_per_row
+
+    store = Store()
+    summary = store.get_run(trained_run)["summary"]
+    store.update_run(trained_run, summary=twenty_class_summary(summary, 0))
+    other = copy_run(trained_run, "second", 0.5)
+    store.update_run(other, summary=twenty_class_summary(summary, 1))
+    at = open_page("pages/compare.py", compare_pick=[trained_run, other])
+    heatmaps = [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+    heatmaps = [figure for figure in heatmaps if figure["data"][0]["type"] == "heatmap"]
+    assert len(heatmaps) == 3, "both runs' matrices and their difference"
+    for figure in heatmaps:
+        layout = figure["layout"]
+        for axis in ("xaxis", "yaxis"):
+            assert len(layout[axis]["tickvals"]) == 20, "every label, none skipped"
+            assert layout[axis]["tickfont"]["size"] >= 9
+        assert layout["yaxis"]["ticktext"][3] == "class number …"  # cut to fit, whole on hover
+        assert figure["data"][0]["texttemplate"], "the numbers in the cells"
+        assert layout["height"] >= 36 * 20
+    assert matrices_per_row(20) == 1 and matrices_per_row(10) == 2 and matrices_per_row(3) == 3
