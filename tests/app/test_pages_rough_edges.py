@@ -278,3 +278,83 @@ def test_compare_s_confusion_matrices_stay_legible_at_twenty_classes(trained_run
         assert figure["data"][0]["texttemplate"], "the numbers in the cells"
         assert layout["height"] >= 36 * 20
     assert matrices_per_row(20) == 1 and matrices_per_row(10) == 2 and matrices_per_row(3) == 3
+
+
+def test_the_sweep_form_has_train_s_augmentation_settings_for_every_run(shapes_dataset,
+                                                                        monkeypatch) -> None:
+    from core.analysis import sweep
+    from core.config import AUGMENTATION, settings
+    from core.store import Store
+    from pages.ui.settings_form import group_settings
+
+    monkeypatch.setattr(sweep, "ensure_worker", lambda: False)
+    train = open_page("pages/train.py")
+    at = open_page("pages/sweeps.py")
+    names = group_settings(AUGMENTATION)
+    assert set(names) >= {"resize", "flip", "pad_crop", "jitter"}
+    def find(app: AppTest, key: str):
+        return next(element for kind in ("selectbox", "slider", "number_input", "checkbox")
+                    for element in getattr(app, kind) if element.key == key)
+
+    for name in names:
+        swept, same = find(at, f"sweep_{name}"), find(train, f"train_{name}")
+        assert swept.type == same.type, name
+        assert swept.label == same.label == settings()[name].label, name
+        assert getattr(swept, "options", None) == getattr(same, "options", None), name
+    at.multiselect(key="sweep_models").set_value(["tiny-cnn", "small-cnn"])
+    at.selectbox(key="sweep_flip").set_value("off")
+    at.selectbox(key="sweep_resize").set_value("pad")
+    at.slider(key="sweep_jitter").set_value(0.1).run()
+    at.button(key="sweep_go").click().run()
+    assert not at.exception, at.exception
+    runs = Store().list_runs()
+    assert len(runs) == 2
+    for run in runs:
+        config = run["config"]
+        assert (config["flip"], config["resize"], config["jitter"]) == ("off", "pad", 0.1)
+
+
+def block_path(at: AppTest, label_start: str) -> tuple[int, ...]:
+    """Where the expander whose label starts so sits in the page's tree: the browser keeps an
+    expander open across reruns only while it stays at the same place."""
+    def walk(node, path):
+        for index, child in getattr(node, "children", {}).items():
+            if getattr(child, "type", None) == "expander" and \
+                    child.label.startswith(label_start):
+                yield (*path, index)
+            yield from walk(child, (*path, index))
+
+    [found] = list(walk(at._tree, ()))
+    return found
+
+
+def test_more_settings_stays_in_place_after_a_recipe_or_a_clone(trained_run) -> None:
+    """It folded shut on the first change inside it once the recipe's or clone's notice went
+    away: everything below the notice had moved, so the browser made a new, closed one."""
+    more = "More settings"
+    at = open_page("pages/train.py")
+    before = block_path(at, more)
+    at.button(key="recipe_cpu-quick").click().run()
+    assert "recipe" in texts(at.success)
+    assert block_path(at, more) == before
+    at.number_input(key="train_label_smoothing").set_value(0.15).run()  # a change inside it
+    assert not at.success, "the notice is gone"
+    assert block_path(at, more) == before
+    at = open_page("pages/runs.py")
+    at.button(key="run_clone").click().run()
+    assert "copy of the run's settings" in texts(at.info)
+    cloned = block_path(at, more)
+    at.number_input(key="train_label_smoothing").set_value(0.15)
+    at.switch_page("pages/train.py").run()  # AppTest reruns the page it was told, not the switch
+    assert not at.info or "copy of the run's settings" not in texts(at.info)
+    assert block_path(at, more) == cloned == before
+
+
+def test_use_the_suggested_rate_writes_two_significant_digits(shapes_dataset) -> None:
+    found = {"lrs": [1e-4, 1e-3, 1e-2], "losses": [2.0, 1.0, 3.0],
+             "suggestion": 0.0018988078244652569, "seconds": 1.0}
+    at = open_page("pages/train.py", lr_find_result=found)
+    at.button(key="lr_find_use").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["train_lr"] == 0.0019
+    assert at.number_input(key="train_lr").value == 0.0019
