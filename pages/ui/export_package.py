@@ -13,6 +13,7 @@ import streamlit as st
 
 from core.analysis.formats import WITHIN_POINTS, bench_formats
 from core.data.dataset import DatasetError, load_dataset
+from core.serving.export import card_file
 from core.serving.package import build_package
 from core.serving.quantize import MAX_LOSS_POINTS
 from pages.ui.common import MISSING, plain, store, user_errors
@@ -52,7 +53,7 @@ def package_section(run: dict, folder: Path) -> None:
 def newest_package_card(run_id: str) -> dict | None:
     """model.json of the run's newest package still on disk (the card beside the zip)."""
     newest = newest_package(run_id)
-    card = newest.with_suffix(".card.json") if newest else None
+    card = card_file(newest) if newest else None
     return json.loads(card.read_text()) if card and card.is_file() else None
 
 

@@ -69,6 +69,11 @@ def test_each_export_s_card_downloads_under_its_own_name(trained_run, monkeypatc
     open_page("pages/classify.py")
     cards = [name for name in names if name and name.endswith(".card.json")]
     assert sorted(cards) == ["first.onnx.card.json", "first.safetensors.card.json"]
+    import json
+
+    folder = exports_folder(trained_run)  # each keeps its own card, with its own format
+    for fmt in ("onnx", "safetensors"):
+        assert json.loads((folder / f"first.{fmt}.card.json").read_text())["format"] == fmt
 
 
 def test_the_zip_tab_shows_an_archive_icon_not_a_folder(studio_home) -> None:
