@@ -84,7 +84,9 @@ def defaults_vs_seed(seeds: list[int], epochs: int, model: str = "tiny-cnn",
             row[f"{label} mean"] = statistics.mean(accs)
             row[f"{label} per seed"] = " / ".join(f"{acc:.3f}" for acc in accs)
             if label == "defaults":
+                shift = results[0].get("shift")
                 row["defaults chose"] = (f"flip {'on' if results[0]['flip'] else 'off'}, "
+                                         f"shift {f'{shift} px' if shift else 'off'}, "
                                          f"resize {results[0]['resize']}")
         row["defaults − seed"] = row["defaults mean"] - row["seed recipe mean"]
         rows.append(row)
