@@ -45,6 +45,17 @@ BENCH_SETS = (
 )
 
 
+def bench_sets(kind: str | None = None) -> tuple[BenchSet, ...]:
+    """Every bench set, or the one made from built-in `kind` (digits, fashion-mnist)."""
+    if kind is None:
+        return BENCH_SETS
+    picked = tuple(s for s in BENCH_SETS if kind in (s.kind, s.name))
+    if not picked:
+        raise ValueError(f"bench defaults has no set {kind!r}; choose "
+                         f"{' or '.join(s.kind for s in BENCH_SETS)}.")
+    return picked
+
+
 def bench_dataset(bench_set: BenchSet) -> str:
     """The bench set's dataset in the workspace, made on first use."""
     if bench_set.name not in list_datasets():
