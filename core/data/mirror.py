@@ -1,7 +1,7 @@
 """Whether a horizontal flip keeps an image's label, decided from the data.
 
-The test (measured on every real dataset here, bench/RESULTS.md "Flip decided from the data"):
-shrink a stratified sample of training images to 16×16 grayscale, hold half as references,
+The test (measured on every real dataset here: bench/RESULTS.md, "Defaults against the seed
+recipe; flip and shift decided from the data"): shrink a stratified sample of training images to 16×16 grayscale, hold half as references,
 and classify the other half by their 5 nearest references, once as they are and once
 mirrored. If a mirrored image is the same thing, it still finds its own class about as often
 as the original does; if mirroring changes what it is (a 3, a 7, a road sign's arrow), the
