@@ -10,7 +10,8 @@ corrected ratio of the two hit rates (the *retention*) measured 0.23–0.34 on s
 digits (mirror-sensitive), 0.61–0.77 on Fashion-MNIST and 0.92–1.08 on the shapes demo (mirror-
 safe); flips stay on from RETENTION_CUTOFF = 0.5 up, the midpoint. When the pixel probe itself
 cannot tell the classes apart (unaligned photos), it says nothing about mirrors, and flips stay
-on: natural photos are mirror-safe unless they carry text. """
+on: natural photos are mirror-safe unless they carry text.
+"""
 
 from __future__ import annotations
 
