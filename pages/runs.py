@@ -50,19 +50,22 @@ def live_table() -> None:
 
 
 def run_columns() -> dict:
-    """Widths that keep the whole table inside the page (about 1,000 px), and formats."""
+    """Widths that keep the whole table inside the page beside the sidebar (about 800 px, a
+    1280 px window), short titles with the long form on hover, and formats."""
     number, text = st.column_config.NumberColumn, st.column_config.TextColumn
     percent = "%.1f %%"
-    return {"name": text(width=180), "status": text(width=85), "model": text(width=120),
-            "data": text(width=110),
-            "best val acc": number(format=percent, width=85, help="best validation accuracy"),
-            "last val acc": number(format=percent, width=85,
+    return {"name": text(width=140), "status": text(width=75), "model": text(width=80),
+            "data": text(width=75),
+            "best val acc": number("best val", format=percent, width=62,
+                                   help="best validation accuracy"),
+            "last val acc": number("last val", format=percent, width=62,
                                    help="validation accuracy of the last epoch"),
-            "test acc": number(format=percent, width=75,
-                               help="of the best checkpoint, on the test split"),
-            "epochs": text(width=70),
-            "duration (s)": number(format="%.1f", width=85),
-            "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=130)}
+            "test acc": number("test", format=percent, width=55,
+                               help="test accuracy of the best checkpoint"),
+            "epochs": text(width=58),
+            "duration (s)": number("time (s)", format="%.0f", width=62,
+                                   help="wall time of the run, in seconds"),
+            "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=110)}
 
 
 def runs_table(runs: list[dict]) -> None:

@@ -141,8 +141,11 @@ def matrix_size(classes: int) -> int:
     return max(320, min(MATRIX_MAX_PX, 36 * classes + 200))
 
 
-def short_label(name: str) -> str:
-    return name if len(name) <= LABEL_CHARS else name[:LABEL_CHARS - 1] + "…"
+def short_labels(names: Sequence[str]) -> list[str]:
+    """The axis labels: a long name cut to LABEL_CHARS, unless that would make two alike
+    ("class number 01", "class number 02"), when every name stays whole."""
+    cut = [name if len(name) <= LABEL_CHARS else name[:LABEL_CHARS - 1] + "…" for name in names]
+    return cut if len(set(cut)) == len(cut) else list(names)
 
 
 def matrix_axes(fig: go.Figure, names: Sequence[str]) -> go.Figure:
@@ -151,7 +154,7 @@ def matrix_axes(fig: go.Figure, names: Sequence[str]) -> go.Figure:
     n = len(names)
     font = 12 if n <= 10 else 10 if n <= 15 else 9
     ticks = {"type": "category", "tickmode": "array", "tickvals": list(names),
-             "ticktext": [short_label(name) for name in names], "tickfont": {"size": font},
+             "ticktext": short_labels(names), "tickfont": {"size": font},
              "automargin": True}
     fig.update_xaxes(**ticks, tickangle=0 if n <= 6 else -45)
     fig.update_yaxes(**ticks, autorange="reversed")

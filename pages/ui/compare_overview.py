@@ -114,26 +114,28 @@ def results_table(runs: list[dict], colors: dict[str, str], latency: dict) -> pd
     percent = "%.1f %%"
     number = st.column_config.NumberColumn
     text = st.column_config.TextColumn
-    columns = {"colour": st.column_config.ImageColumn("", width=30),  # ~1,050 px at most
-               "name": text("run", width=140), "status": text("status", width=80),
-               "model": text("model", width=110),
-               "params": number("params", format="compact", width=65,
+    columns = {"colour": st.column_config.ImageColumn("", width=30),  # ~750 px; status, model:
+               "name": text("run", width=120), "status": text("status", width=75),  # when useful
+               "model": text("model", width=75),
+               "params": number("params", format="compact", width=60,
                                 help="trainable parameters"),
-               "flops": number("FLOPs", format="compact", width=65,
+               "flops": number("FLOPs", format="compact", width=60,
                                help="per image, forward pass"),
-               "epochs": number("epochs", width=55),
-               "train_seconds": number("train time (s)", format="%.1f", width=80,
-                                       help="wall time of the training loop"),
-               "images_per_s": number("img/s", format="%.0f", width=60,
+               "epochs": number("epochs", width=50),
+               "train_seconds": number("time (s)", format="%.0f", width=60,
+                                       help="wall time of the training loop, in seconds"),
+               "images_per_s": number("img/s", format="%.0f", width=55,
                                       help="training images per second (first epoch left out)"),
-               "best_val_acc": number("best val acc", format=percent, width=80),
-               "best_epoch": number("at epoch", format="%d", width=60,
+               "best_val_acc": number("best val", format=percent, width=62,
+                                      help="best validation accuracy"),
+               "best_epoch": number("at epoch", format="%d", width=55,
                                     help="the epoch of the best validation accuracy"),
-               "last_val_acc": number("last val acc", format=percent, width=80),
-               "test_acc": number("test acc", format=percent, width=70,
-                                  help="of the best checkpoint, on the test split"),
-               "latency_p50_ms": number("latency (ms)", format="%.2f", width=80,
-                                        help="median forward pass on the CPU, batch 1")}
+               "last_val_acc": number("last val", format=percent, width=62,
+                                      help="validation accuracy of the last epoch"),
+               "test_acc": number("test", format=percent, width=55,
+                                  help="test accuracy of the best checkpoint"),
+               "latency_p50_ms": number("ms (CPU)", format="%.2f", width=65,
+                                        help="latency: median forward pass on the CPU, batch 1")}
     if shown["latency_p50_ms"].isna().all():
         columns.pop("latency_p50_ms")
     if set(shown["status"]) == {"completed"}:
