@@ -54,13 +54,29 @@ def import_model(weights: Path | str | bytes, card: dict | Path | str | bytes, n
         store.delete_run(run_id)
         shutil.rmtree(runs_dir() / run_id, ignore_errors=True)
         raise
+    metrics = card_metrics(card)
     summary = {"imported": True, "status": "completed", "model": card["model"],
                "data": config.data, "classes": card["classes"], "image_size": card["image_size"],
                "params": sum(p.numel() for p in model.parameters()),
-               "card_metrics": card.get("metrics"), "source_run": card.get("run_id")}
+               "card_metrics": card.get("metrics"), "source_run": card.get("run_id"), **metrics}
     now = time.time()
-    store.update_run(run_id, started_at=now, finished_at=now, summary=summary)
+    store.update_run(run_id, started_at=now, finished_at=now, summary=summary,
+                     **{key: metrics[key] for key in ("best_val_acc", "test_acc")
+                        if key in metrics})
     return run_id
+
+
+def card_metrics(card: dict) -> dict:
+    """The card's own results (an export's card records them; a model.json does not):
+    {best_val_acc, test_acc, best_epoch} where they are numbers, so the Runs page shows the
+    model's accuracy rather than an empty row."""
+    metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
+    kept = {key: float(metrics[key]) for key in ("best_val_acc", "test_acc")
+            if isinstance(metrics.get(key), int | float) and not isinstance(metrics[key], bool)
+            and 0 <= metrics[key] <= 1}
+    if isinstance(metrics.get("best_epoch"), int) and not isinstance(metrics["best_epoch"], bool):
+        kept["best_epoch"] = metrics["best_epoch"]
+    return kept
 
 
 def write_run_files(folder: Path, config: TrainConfig, card: dict,

@@ -148,12 +148,16 @@ def result_summary(run: dict) -> None:
         return
     cols = st.columns(5)
     cols[0].metric("Test accuracy", pct(summary.get("test_acc")))
+    best_epoch = summary.get("best_epoch")
     cols[1].metric("Best val accuracy", pct(summary.get("best_val_acc")),
-                   help=f"at epoch {summary.get('best_epoch')}")
+                   help=None if best_epoch is None else f"at epoch {best_epoch}")
     cols[2].metric("Training time", duration(summary.get("train_seconds")))
     cols[3].metric("Images / s", fmt(summary.get("train_images_per_s"), "{:,.0f}"))
     cols[4].metric("Parameters", count(summary.get("params")),
                    help=f"{count(summary.get('flops'))} FLOPs per image")
+    if summary.get("imported"):
+        st.caption("Imported: trained elsewhere; the accuracies are its model card's.")
+        return
     st.caption(f"Device: {plain(summary.get('device', '–'))} · image size "
                f"{summary.get('image_size', '–')} px · epochs {summary.get('epochs', '–')}")
     imbalance_result(summary)
