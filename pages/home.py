@@ -11,6 +11,7 @@ from core.runs import queue
 from core.workspace import home
 from pages.ui.common import (
     ICONS,
+    MISSING,
     PAGES,
     active_runs,
     device_label,
@@ -64,7 +65,8 @@ def recent_runs(runs: list[dict]) -> None:
     st.subheader("Recent runs")
     st.dataframe([{"run": run["name"], "status": run["status"], "model": run["model"],
                    "data": run["data"], "best val acc": pct(run["best_val_acc"]),
-                   "test acc": pct(run["test_acc"])} for run in runs[:5]], hide_index=True)
+                   "test acc": pct(run["test_acc"])} for run in runs[:5]],
+                 hide_index=True, placeholder=MISSING)
 
 
 def how_it_works() -> None:

@@ -8,11 +8,13 @@ route()  # first: the sign-in gate and router (pages/ui/router.py)
 import streamlit as st
 
 from core.analysis.compare import run_confusion
+from core.runs.card import recipe_text
 from core.runs.queue import keep_queue_moving
 from pages.ui.charts import confusion_figure
 from pages.ui.common import (
     ACTIVE,
     ICONS,
+    MISSING,
     PAGES,
     active_runs,
     plain,
@@ -47,6 +49,25 @@ def live_table() -> None:
         st.rerun(scope="app")  # nothing left to watch: stop polling
 
 
+def run_columns() -> dict:
+    """Widths that keep the whole table inside the page beside the sidebar (about 800 px, a
+    1280 px window), short titles with the long form on hover, and formats."""
+    number, text = st.column_config.NumberColumn, st.column_config.TextColumn
+    percent = "%.1f %%"
+    return {"name": text(width=140), "status": text(width=75), "model": text(width=80),
+            "data": text(width=75),
+            "best val acc": number("best val", format=percent, width=62,
+                                   help="best validation accuracy"),
+            "last val acc": number("last val", format=percent, width=62,
+                                   help="validation accuracy of the last epoch"),
+            "test acc": number("test", format=percent, width=55,
+                               help="test accuracy of the best checkpoint"),
+            "epochs": text(width=58),
+            "duration (s)": number("time (s)", format="%.0f", width=62,
+                                   help="wall time of the run, in seconds"),
+            "created": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm", width=110)}
+
+
 def runs_table(runs: list[dict]) -> None:
     st.session_state["runs_in_table"] = [run["run_id"] for run in runs]
     rows = [{
@@ -58,14 +79,9 @@ def runs_table(runs: list[dict]) -> None:
         "duration (s)": run_seconds(run),
         "created": run["created_at"] * 1000,
     } for run in runs]
-    percent = st.column_config.NumberColumn(format="%.1f %%")
-    seconds = st.column_config.NumberColumn(format="%.1f")
     event = st.dataframe(rows, hide_index=True, key="runs_table", on_select=pick_from_table,
-                         selection_mode="multi-row", column_config={
-                             "best val acc": percent, "last val acc": percent,
-                             "test acc": percent, "duration (s)": seconds,
-                             "created": st.column_config.DatetimeColumn(
-                                 format="YYYY-MM-DD HH:mm")})
+                         selection_mode="multi-row", column_config=run_columns(),
+                         placeholder=MISSING, width="stretch")
     compare_button([runs[row]["run_id"] for row in event["selection"]["rows"]
                     if row < len(runs)])
 
@@ -109,8 +125,8 @@ def per_class(run: dict) -> None:
         return
     left, right = st.columns([2, 3])
     left.markdown("**Per class (test split)**")
-    three_places = st.column_config.NumberColumn(format="%.3f")
-    left.dataframe(rows, hide_index=True, column_config=dict.fromkeys(
+    three_places = st.column_config.NumberColumn(format="%.3f", width=75)
+    left.dataframe(rows, hide_index=True, placeholder=MISSING, column_config=dict.fromkeys(
         ("accuracy", "precision", "f1"), three_places))
     if summary.get("confusion"):
         classes, matrix = run_confusion(run)
@@ -119,8 +135,9 @@ def per_class(run: dict) -> None:
 
 def run_view(run: dict) -> None:
     st.subheader(plain(run["name"]))  # a name the person chose: shown as typed, never as markup
+    recipe = recipe_text(run["config"])
     st.caption(f"{plain(run['model'])} on {plain(run['data'])} · run id {run['run_id']} · "
-               f"{run['status']}")
+               f"{run['status']}" + (f" · recipe {plain(recipe)}" if recipe else ""))
     db = store()
     action_bar(run, db)
     x = st.segmented_control("x axis", ["step", "epoch"], default="epoch", key="runs_x")

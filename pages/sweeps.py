@@ -26,6 +26,7 @@ from models import list_models, list_presets
 from pages.ui.common import (
     ACTIVE,
     ICONS,
+    MISSING,
     PAGES,
     plain,
     store,
@@ -116,7 +117,9 @@ def summary_table(summary: pd.DataFrame) -> None:
         "seeds done": summary["seeds"], "runs": summary["runs"],
         "training time (s, mean)": summary["train_seconds_mean"].round(1),
     })
-    st.dataframe(shown, hide_index=True, key="sweep_summary")
+    st.dataframe(shown, hide_index=True, key="sweep_summary", placeholder=MISSING,
+                 column_config={"training time (s, mean)": st.column_config.NumberColumn(
+                     format="%.1f")})
 
 
 def best_so_far(summary: pd.DataFrame) -> str:
@@ -151,7 +154,9 @@ def group_view(group: str) -> None:
     with st.expander(f"The {len(members)} runs"):
         st.dataframe([{"run": run["name"], "status": run["status"], "model": run["model"],
                        "seed": run["config"].get("seed"), "test acc": run["test_acc"]}
-                      for run in members], hide_index=True, key="sweep_members")
+                      for run in members], hide_index=True, key="sweep_members",
+                     placeholder=MISSING, column_config={
+                         "test acc": st.column_config.NumberColumn(format="percent")})
     with_data = [run["run_id"] for run in members if run["epoch"]]
     if st.button("Compare these runs", key="sweep_compare", icon=ICONS["compare"],
                  disabled=not with_data):

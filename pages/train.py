@@ -11,6 +11,7 @@ from core.data.cache import default_image_size
 from core.data.dataset import list_datasets
 from core.runs import queue
 from core.training.batch_size import NO_PROBE_BATCH
+from core.training.recipes import mark_recipe_changes
 from core.training.schedule import lr_curve, steps_per_epoch
 from pages.ui.charts import lr_find_figure, lr_schedule_figure
 from pages.ui.common import ICONS, PAGES, go_to_run, store, user_errors
@@ -103,7 +104,7 @@ def train_page(names: list[str]) -> None:
         run_estimate(config, dataset)
     if st.button("Start training", type="primary", icon=":material/play_arrow:",
                  disabled=not ready, key="train_start"):
-        start(config)
+        start(mark_recipe_changes(config, dataset))  # "cpu-quick (modified)" once changed
 
 
 st.title("Train")

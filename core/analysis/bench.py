@@ -127,7 +127,7 @@ def pipeline(data: str, model_name: str, *, image_size: int | None = None, batch
     images = np.asarray(load_cache(dataset, size))
     train_index = np.array(dataset.indices("train"))
     labels = np.array([dataset.items[i].label for i in train_index])
-    mean, std = channel_stats(images[np.sort(train_index)])
+    mean, std = channel_stats(images, index=np.sort(train_index))
     split = DeviceSplit(images[train_index], labels, torch_device)
     mean_t, std_t = torch.tensor(mean, device=torch_device), torch.tensor(std, device=torch_device)
     augment = Augment(flip=True, pad_crop=2)

@@ -45,6 +45,17 @@ BENCH_SETS = (
 )
 
 
+def bench_sets(kind: str | None = None) -> tuple[BenchSet, ...]:
+    """Every bench set, or the one made from built-in `kind` (digits, fashion-mnist)."""
+    if kind is None:
+        return BENCH_SETS
+    picked = tuple(s for s in BENCH_SETS if kind in (s.kind, s.name))
+    if not picked:
+        raise ValueError(f"bench defaults has no set {kind!r}; choose "
+                         f"{' or '.join(s.kind for s in BENCH_SETS)}.")
+    return picked
+
+
 def bench_dataset(bench_set: BenchSet) -> str:
     """The bench set's dataset in the workspace, made on first use."""
     if bench_set.name not in list_datasets():
@@ -84,7 +95,9 @@ def defaults_vs_seed(seeds: list[int], epochs: int, model: str = "tiny-cnn",
             row[f"{label} mean"] = statistics.mean(accs)
             row[f"{label} per seed"] = " / ".join(f"{acc:.3f}" for acc in accs)
             if label == "defaults":
+                shift = results[0].get("shift")
                 row["defaults chose"] = (f"flip {'on' if results[0]['flip'] else 'off'}, "
+                                         f"shift {f'{shift} px' if shift else 'off'}, "
                                          f"resize {results[0]['resize']}")
         row["defaults − seed"] = row["defaults mean"] - row["seed recipe mean"]
         rows.append(row)

@@ -47,10 +47,11 @@ def bench(args: argparse.Namespace) -> Result:
         rows = bench_serve(args.run, clients, requests_per_client=args.steps)
         title = "HTTP API: POST /predict, one image per request (loopback, uvicorn)"
     elif args.kind == "defaults":
-        from core.analysis.bench_defaults import defaults_vs_seed
+        from core.analysis.bench_defaults import bench_sets, defaults_vs_seed
 
         seeds = [int(s) for s in (args.seeds or "0,1,2").split(",")]
-        rows = defaults_vs_seed(seeds, args.epochs or 8, args.model or "tiny-cnn")
+        rows = defaults_vs_seed(seeds, args.epochs or 8, args.model or "tiny-cnn",
+                                bench_sets(args.data))
         title = "Our defaults vs the seed recipe (Adam 1e-3, no augmentation): test accuracy"
     elif args.kind == "label-issues":
         from core.analysis.bench_labels import planted_precision

@@ -20,6 +20,9 @@ import torch
 import torch.nn.functional as F
 
 DEVICE_MEMORY_SHARE = 0.4  # keep the cached split on the GPU only if it takes under this share
+# Pixel values in one inference batch on the CPU, at most: its activations are process memory
+# (a 512-image batch of tiny-cnn at 96 px holds 600 MB in its first conv's output alone).
+EVAL_BATCH_VALUES = 1 << 21
 
 
 @dataclass
@@ -57,6 +60,14 @@ class DeviceSplit:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def inference_batch(self, most: int) -> int:
+        """The batch to run this split through the model without gradients: `most`, fewer on
+        the CPU for large images (at most EVAL_BATCH_VALUES pixel values a batch)."""
+        if self.device.type != "cpu":
+            return most
+        per_image = int(np.prod(self.images.shape[1:]))
+        return max(1, min(most, EVAL_BATCH_VALUES // max(1, per_image)))
+
     def batches(self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None = None,
                 drop_last: bool = False, shard: tuple[int, int] = (0, 1),
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -90,9 +101,10 @@ class CacheRows:
 
     def __init__(self, cache: np.memmap, rows: np.ndarray) -> None:
         self.path, self.offset = str(cache.filename), int(cache.offset)
-        self.shape = tuple(cache.shape[1:])
-        self.row_bytes = int(np.prod(self.shape))
+        self.image_shape = tuple(cache.shape[1:])
+        self.row_bytes = int(np.prod(self.image_shape))
         self.rows = np.asarray(rows, dtype=np.int64)
+        self.shape = (len(self.rows), *self.image_shape)  # as the array it stands for
         self.device = torch.device("cpu")
         self.fd = os.open(self.path, os.O_RDONLY)
 
@@ -101,7 +113,7 @@ class CacheRows:
 
     def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
         picks = self.rows[index.cpu().numpy()]
-        out = np.empty((len(picks), *self.shape), dtype=np.uint8)
+        out = np.empty((len(picks), *self.image_shape), dtype=np.uint8)
         for slot, row in enumerate(picks.tolist()):
             got = os.preadv(self.fd, [out[slot].data.cast("B")],
                             self.offset + row * self.row_bytes)
@@ -215,6 +227,7 @@ def random_jitter(x: torch.Tensor, strength: float, generator: torch.Generator |
 
 
 STATS_VALUES = 32_000_000  # pixel values read for the normalisation statistics, at most
+STATS_CHUNK = 4_000_000  # of them read into memory at once (uint8)
 
 
 def stats_sample(index: np.ndarray, cache: np.ndarray) -> np.ndarray:
@@ -226,12 +239,26 @@ def stats_sample(index: np.ndarray, cache: np.ndarray) -> np.ndarray:
     return index[::step]
 
 
-def channel_stats(images: np.ndarray, sample: int = 10_000) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std in [0, 1] units, from up to `sample` images."""
-    step = max(1, len(images) // sample)
-    pixels = np.asarray(images[::step], dtype=np.float32) / 255
-    mean = pixels.mean(axis=(0, 1, 2))
-    std = pixels.std(axis=(0, 1, 2)).clip(min=1e-3)
+def channel_stats(images: np.ndarray, sample: int = 10_000, index: np.ndarray | None = None,
+                  ) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] units, from up to `sample` images (of `images[index]`
+    when given: `images` may be the memory-mapped cache, it is read STATS_CHUNK values at a
+    time). Per-channel histograms of the uint8 values make the sums exact, so the figures are
+    the float32 whole-array computation's to ~1e-7 without ever holding float copies."""
+    rows = np.arange(len(images)) if index is None else np.asarray(index)
+    rows = rows[::max(1, len(rows) // sample)]
+    channels = images.shape[-1]
+    counts = np.zeros((channels, 256), dtype=np.int64)
+    per_chunk = max(1, STATS_CHUNK // max(1, int(np.prod(images.shape[1:]))))
+    for start in range(0, len(rows), per_chunk):
+        chunk = np.asarray(images[rows[start:start + per_chunk]]).reshape(-1, channels)
+        for channel in range(channels):
+            counts[channel] += np.bincount(chunk[:, channel], minlength=256)
+    values = np.arange(256, dtype=np.float64) / 255
+    total = np.maximum(counts.sum(axis=1), 1).astype(np.float64)
+    mean = counts @ values / total
+    var = counts @ values ** 2 / total - mean ** 2
+    std = np.sqrt(np.maximum(var, 0)).clip(min=1e-3)
     return [float(v) for v in mean], [float(v) for v in std]
 
 

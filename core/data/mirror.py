@@ -1,16 +1,16 @@
 """Whether a horizontal flip keeps an image's label, decided from the data.
 
-The test (measured on every real dataset here, bench/RESULTS.md "Flip decided from the data"):
-shrink a stratified sample of training images to 16×16 grayscale, hold half as references,
-and classify the other half by their 5 nearest references, once as they are and once
-mirrored. If a mirrored image is the same thing, it still finds its own class about as often
-as the original does; if mirroring changes what it is (a 3, a 7, a road sign's arrow), the
-mirrored images land on other classes or anywhere. The chance-corrected ratio of the two hit
-rates (the *retention*) measured 0.23–0.34 on scikit-learn's digits (mirror-sensitive), 0.61–0.77
-on Fashion-MNIST and 0.92–1.08 on the shapes demo (mirror-safe); flips stay on from
-RETENTION_CUTOFF = 0.5 up, the midpoint. When the pixel probe itself cannot tell the classes
-apart (unaligned photos), it says nothing about mirrors, and flips stay on: natural photos are
-mirror-safe unless they carry text.
+The test (measured on every real dataset here: bench/RESULTS.md, "Defaults against the seed
+recipe; flip and shift decided from the data"): shrink a stratified sample of training images
+to 16×16 grayscale, hold half as references, and classify the other half by their 5 nearest
+references, once as they are and once mirrored. If a mirrored image is the same thing, it still
+finds its own class about as often as the original does; if mirroring changes what it is (a 3,
+a 7, a road sign's arrow), the mirrored images land on other classes or anywhere. The chance-
+corrected ratio of the two hit rates (the *retention*) measured 0.23–0.34 on scikit-learn's
+digits (mirror-sensitive), 0.61–0.77 on Fashion-MNIST and 0.92–1.08 on the shapes demo (mirror-
+safe); flips stay on from RETENTION_CUTOFF = 0.5 up, the midpoint. When the pixel probe itself
+cannot tell the classes apart (unaligned photos), it says nothing about mirrors, and flips stay
+on: natural photos are mirror-safe unless they carry text.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ def run_card(run_ref: str, store: Store | None = None) -> dict:
         "group": run.get("group_name"), "error": run.get("error"),
         "created_at": run["created_at"], "started_at": run["started_at"],
         "finished_at": run["finished_at"],
-        "config": config, "seed": config.get("seed"),
+        "config": config, "seed": config.get("seed"), "recipe": recipe_text(config),
         "dataset": dataset_card(run),
         "environment": summary.get("environment") or NOT_RECORDED,
         "results": {key: summary.get(key, run.get(key)) for key in (
@@ -40,6 +40,16 @@ def run_card(run_ref: str, store: Store | None = None) -> dict:
         "calibration": summary.get("calibration"),
         "unknown": summary.get("unknown"),
     }
+
+
+def recipe_text(config: dict) -> str | None:
+    """"cpu-quick", or "cpu-quick (modified: epochs, lr)" when the run changed what the recipe
+    set (core.training.recipes.mark_recipe_changes); None for a run without a recipe."""
+    recipe = config.get("recipe")
+    if not recipe:
+        return None
+    changed = (config.get("extra") or {}).get("recipe_changed") or []
+    return f"{recipe} (modified: {', '.join(changed)})" if changed else recipe
 
 
 def dataset_card(run: dict) -> dict:

@@ -47,6 +47,22 @@ def attach_spec(config: TrainConfig) -> None:
             raise ValueError(f"The layer spec {config.model} is not valid JSON: {error}") from None
 
 
+def rename_run(run_id: str, name: str, store: Store) -> None:
+    """Give the run a new name: its row, its recorded config and the config file in its
+    folder, so the card and a clone or re-run carry the name the person sees."""
+    name = name.strip()
+    if not name or len(name) > 128:
+        raise ValueError("Give the run a name of 1 to 128 characters.")
+    run = store.get_run(run_id)
+    if run is None:
+        raise ValueError(f"There is no run {run_id!r}.")
+    config = run["config"] | {"name": name}
+    store.update_run(run["run_id"], name=name, config=config)
+    path = runs_dir() / run["run_id"] / CONFIG
+    if path.is_file():
+        write_json_atomic(path, json.loads(path.read_text()) | {"name": name})
+
+
 def delete_run(run_id: str, store: Store) -> None:
     run = store.get_run(run_id)
     if run is None:

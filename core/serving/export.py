@@ -39,8 +39,15 @@ PARITY_IMAGES = 64
 PARITY_TOLERANCE = 1e-3  # max abs difference of logits between PyTorch and the export
 
 
+def card_file(path: Path) -> Path:
+    """The model card beside an exported file: model.onnx → model.onnx.card.json. The whole
+    name, so the ONNX, TorchScript, safetensors and package exports of one run each keep their
+    own card (`model.card.json` was one file they overwrote in turn)."""
+    return path.with_name(path.name + ".card.json")
+
+
 def export_run(run_ref: str, fmt: str, out: str | Path, store: Store | None = None) -> dict:
-    """Export run `run_ref` to `out` in `fmt`, check parity, write `<out stem>.card.json`.
+    """Export run `run_ref` to `out` in `fmt`, check parity, write `<out name>.card.json`.
 
     Returns {path, format, card, parity: {max_abs_diff, top1_agreement, tolerance, passed,
     images, inputs}} and records the same on the run's summary under "exports"."""
@@ -60,7 +67,7 @@ def export_run(run_ref: str, fmt: str, out: str | Path, store: Store | None = No
         replace_durably(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    card_path = path.with_suffix(".card.json")
+    card_path = card_file(path)
     write_json_atomic(card_path, model_card(loaded, run, fmt, path, parity, details))
     result = {"run_id": loaded.run_id, "path": str(path), "format": fmt, "card": str(card_path),
               "parity": parity, **details}

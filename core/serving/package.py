@@ -28,8 +28,8 @@ import torch
 
 from core.durable import fsync_file, replace_durably, write_json_atomic
 from core.serving import quantize
-from core.serving.export import check_parity as parity_of
 from core.serving.export import (
+    card_file,
     example_input,
     onnx_runner,
     output_path,
@@ -37,6 +37,7 @@ from core.serving.export import (
     record_export,
     write_export,
 )
+from core.serving.export import check_parity as parity_of
 from core.serving.infer import LoadedModel, load_model
 from core.store import Store
 from core.training.outputs import classifier_layer, features_of
@@ -77,7 +78,7 @@ def build_package(run_ref: str, out: str | Path, quantization: str | None = None
         card = package_card(loaded, run, precision, parity, details, test, report) \
             | {"unknown": rule}
         write_zip(path, model_file, card, loaded.detector.bank if rule and rule["bank"] else None)
-    card_path = path.with_suffix(".card.json")
+    card_path = card_file(path)
     write_json_atomic(card_path, card)
     result = {"run_id": loaded.run_id, "path": str(path), "card": str(card_path),
               "format": "package", "precision": precision, "parity": parity, "test": test,

@@ -23,7 +23,7 @@ def evaluate(model: torch.nn.Module, split: DeviceSplit, mean: torch.Tensor, std
     correct = torch.zeros((), device=device, dtype=torch.long)
     top5 = torch.zeros((), device=device, dtype=torch.long)
     confusion = torch.zeros(num_classes * num_classes, device=device, dtype=torch.long)
-    for images, labels in split.batches(batch_size, shuffle=False):
+    for images, labels in split.batches(split.inference_batch(batch_size), shuffle=False):
         x = to_model_input(images, mean, std)
         with autocast():
             logits = model(x)

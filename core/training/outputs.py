@@ -63,7 +63,7 @@ def collect_outputs(model: torch.nn.Module, split: DeviceSplit, mean: torch.Tens
     model.eval()
     logits, tta, feats, labels = [], [], [], []
     with features_of(model) as captured:
-        for images, y in batches(split, batch_size, limit_index):
+        for images, y in batches(split, split.inference_batch(batch_size), limit_index):
             x = to_model_input(images, mean, std)
             with autocast():
                 out = model(x).float()

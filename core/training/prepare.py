@@ -188,7 +188,7 @@ def normalisation(config: TrainConfig, dataset: Dataset, images: np.ndarray,
         if dataset.channels == 1:
             return [sum(mean) / 3], [sum(std) / 3]
         return mean, std
-    return channel_stats(images[stats_sample(np.sort(train_index), images)])
+    return channel_stats(images, index=stats_sample(np.sort(train_index), images))
 
 
 def build_model(config: TrainConfig, dataset: Dataset, size: int) -> torch.nn.Module:

@@ -12,6 +12,7 @@ where a GPU can use it. Explicit settings override anything a recipe chooses.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -177,6 +178,38 @@ def recipe_settings(name: str, dataset: Dataset) -> dict:
 
 def recipe_config(recipe: str, data: str, overrides: dict | None = None, /) -> TrainConfig:
     """The config of `recipe` for dataset `data`; `overrides` (any TrainConfig settings, the
-    run's `name` too) win over what the recipe chose."""
-    settings = recipe_settings(recipe, load_dataset(data))
-    return TrainConfig(**(settings | {"data": data} | (overrides or {})))
+    run's `name` too) win over what the recipe chose, and are recorded (mark_recipe_changes)."""
+    dataset = load_dataset(data)
+    settings = recipe_settings(recipe, dataset)
+    return mark_recipe_changes(TrainConfig(**(settings | {"data": data} | (overrides or {}))),
+                               dataset)
+
+
+RECIPE_CHANGED = "recipe_changed"  # config.extra's list of the recipe's settings changed
+
+
+def same_value(a: object, b: object) -> bool:
+    if isinstance(a, float | int) and isinstance(b, float | int) \
+            and not isinstance(a, bool) and not isinstance(b, bool):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
+
+
+def recipe_changes(config: TrainConfig, dataset: Dataset) -> list[str]:
+    """The settings the config's recipe chose for `dataset` that the config no longer holds,
+    in schema order; [] without a recipe, or an unknown one."""
+    if config.recipe not in RECIPES:
+        return []
+    chosen = recipe_settings(config.recipe, dataset)
+    return [field.name for field in dataclasses.fields(TrainConfig)
+            if field.name in chosen and field.name != "recipe"
+            and not same_value(getattr(config, field.name), chosen[field.name])]
+
+
+def mark_recipe_changes(config: TrainConfig, dataset: Dataset) -> TrainConfig:
+    """The config with extra["recipe_changed"] naming what was changed from its recipe, so the
+    run says "cpu-quick (modified)" rather than passing for the recipe itself."""
+    extra = {key: value for key, value in config.extra.items() if key != RECIPE_CHANGED}
+    changed = recipe_changes(config, dataset)
+    return dataclasses.replace(config, extra=extra | ({RECIPE_CHANGED: changed} if changed
+                                                      else {}))

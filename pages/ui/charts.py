@@ -131,16 +131,53 @@ def top_k_figure(top: Sequence[dict], muted: bool = False) -> go.Figure:
     return fig
 
 
+MATRIX_MAX_PX = 920  # 20 classes at 36 px a cell, with room for the labels
+MATRIX_TEXT_UP_TO = 20  # classes: the count in each cell up to here; beyond, on hover only
+LABEL_CHARS = 14  # a longer class name is cut on the axis (whole on hover)
+
+
+def matrix_size(classes: int) -> int:
+    """The height of a confusion heatmap: about 36 px a cell, 320 to MATRIX_MAX_PX in all."""
+    return max(320, min(MATRIX_MAX_PX, 36 * classes + 200))
+
+
+def short_labels(names: Sequence[str]) -> list[str]:
+    """The axis labels: a long name cut to LABEL_CHARS, unless that would make two alike
+    ("class number 01", "class number 02"), when every name stays whole."""
+    cut = [name if len(name) <= LABEL_CHARS else name[:LABEL_CHARS - 1] + "…" for name in names]
+    return cut if len(set(cut)) == len(cut) else list(names)
+
+
+def matrix_axes(fig: go.Figure, names: Sequence[str]) -> go.Figure:
+    """Every class labelled on both axes (Plotly skips every other one once they crowd),
+    slanted on the x axis past a few, the numbers in the cells in a size that fits them."""
+    n = len(names)
+    font = 12 if n <= 10 else 10 if n <= 15 else 9
+    ticks = {"type": "category", "tickmode": "array", "tickvals": list(names),
+             "ticktext": short_labels(names), "tickfont": {"size": font},
+             "automargin": True}
+    fig.update_xaxes(**ticks, tickangle=0 if n <= 6 else -45)
+    fig.update_yaxes(**ticks, autorange="reversed")
+    fig.update_traces(textfont={"size": 13 if n <= 10 else 11 if n <= 15 else 9},
+                      selector={"type": "heatmap"})
+    return fig
+
+
 def confusion_figure(matrix: Sequence[Sequence[float]], classes: Sequence[str],
                      title: str = "Confusion matrix (test split)") -> go.Figure:
-    size = max(300, min(700, 40 * len(classes) + 150))
     names = [safe(cls) for cls in classes]
     fig = go.Figure(go.Heatmap(z=matrix, x=names, y=names, colorscale="Blues",
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{z}<extra></extra>",
-                               texttemplate="%{z}" if len(classes) <= 20 else None))
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category")
-    return base_layout(fig, safe(title), "predicted", "true", height=size)
+                               texttemplate="%{z}" if len(classes) <= MATRIX_TEXT_UP_TO
+                               else None))
+    matrix_axes(fig, names)
+    return base_layout(fig, safe(title), "predicted", "true", height=matrix_size(len(classes)))
+
+
+def matrices_per_row(classes: int) -> int:
+    """How many confusion matrices fit side by side and stay legible: three small ones, two
+    up to 12 classes, one (the page's width) beyond."""
+    return 3 if classes <= 6 else 2 if classes <= 12 else 1
 
 
 def scatter_figure(points: Sequence[dict], x_key: str, y_key: str, title: str,

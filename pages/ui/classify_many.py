@@ -12,7 +12,7 @@ import streamlit as st
 from core.serving.batch import classify_archive, rows_to_csv
 from core.serving.infer import LoadedModel
 from pages.ui.charts import confusion_figure
-from pages.ui.common import IMAGE_TYPES, pct, user_errors
+from pages.ui.common import IMAGE_TYPES, MISSING, pct, user_errors
 
 RESULT_KEY = "classify_many_result"
 TOP_K = 3
@@ -92,12 +92,12 @@ def show_result(name: str, result: dict) -> None:
     else:
         scored(result)
     if rows:
-        st.dataframe(prediction_rows(rows), hide_index=True, width="stretch",
+        st.dataframe(prediction_rows(rows), hide_index=True, width="stretch", placeholder=MISSING,
                      column_config={"probability": st.column_config.ProgressColumn(
                          "probability", format="percent", min_value=0.0, max_value=1.0)})
     if skipped:
         with st.expander(f"Skipped files ({len(skipped)})"):
-            st.dataframe(skipped, hide_index=True, width="stretch",
+            st.dataframe(skipped, hide_index=True, width="stretch", placeholder=MISSING,
                          column_config={"file": "File", "reason": "Why it was skipped"})
 
 
@@ -110,7 +110,7 @@ def scored(result: dict) -> None:
         [{"class": row["class"], "images": row["support"], "accuracy": row["accuracy"],
           "precision": row["precision"], "F1": row["f1"]}
          for row in result["per_class"] if row["support"]],
-        hide_index=True, width="stretch",
+        hide_index=True, width="stretch", placeholder=MISSING,
         column_config={key: st.column_config.NumberColumn(key, format="percent")
                        for key in ("accuracy", "precision", "F1")})
 

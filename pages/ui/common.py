@@ -27,6 +27,8 @@ SHORTCODE_START = re.compile(r":(?=[A-Za-z])")
 # an e-mail's "@"): a zero-width space there keeps user text plain
 AUTOLINK = re.compile(r"(?i)\b(?:https?|ftp|mailto)\\:|\bwww(?=\\\.)|@")
 
+MISSING = "–"  # a missing value in a table: st.dataframe(..., placeholder=MISSING)
+
 ICONS = {  # Material icons: Streamlit ships the font, so they show without emoji fonts
     "home": ":material/home:", "datasets": ":material/folder_open:",
     "train": ":material/model_training:", "runs": ":material/monitoring:",

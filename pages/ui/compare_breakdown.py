@@ -19,8 +19,8 @@ from core.analysis.compare import (
     tradeoff_points,
 )
 from core.analysis.ranking import accuracy_key
-from pages.ui.charts import confusion_figure
-from pages.ui.common import PAGES, has_model, plain, store, switch_to, user_errors
+from pages.ui.charts import confusion_figure, matrices_per_row
+from pages.ui.common import MISSING, PAGES, has_model, plain, store, switch_to, user_errors
 from pages.ui.compare_charts import (
     difference_figure,
     parallel_figure,
@@ -83,9 +83,13 @@ def per_class_section(runs: list[dict], colors: dict[str, str]) -> None:
     right.caption(f"{'F1' if metric == 'f1' else 'Accuracy'} per class on the test split; Δ is "
                   f"the run − {plain(runs[0]['name'])} (positive: better).")
     deltas = [c for c in table if c.startswith("Δ ")]
-    styled = table.style.format("{:.1%}", subset=[c for c in table if c not in deltas]) \
-        .format("{:+.1%}", subset=deltas).map(delta_colour, subset=deltas)
-    right.dataframe(styled, key="compare_class_table")
+    styled = table.style.format("{:.1%}", subset=[c for c in table if c not in deltas],
+                                na_rep=MISSING) \
+        .format("{:+.1%}", subset=deltas, na_rep=MISSING).map(delta_colour, subset=deltas)
+    widths = {"_index": st.column_config.Column(width=110)} | {
+        column: st.column_config.Column(width=90) for column in table}
+    right.dataframe(styled, key="compare_class_table", column_config=widths, width="stretch",
+                    placeholder=MISSING)
 
 
 def delta_colour(value: float) -> str:
@@ -103,9 +107,10 @@ def confusion_section(runs: list[dict]) -> None:
     st.subheader("Confusion matrices (test split)")
     for run in shown:
         st.markdown(f"- **{plain(run['name'])}** confuses most: {confusion_sentence(run)}")
-    for start in range(0, len(shown), 3):
-        row = shown[start:start + 3]
-        for column, run in zip(st.columns(3), row, strict=False):
+    per_row = matrices_per_row(max(len(run_confusion(run)[0]) for run in shown))
+    for start in range(0, len(shown), per_row):
+        row = shown[start:start + per_row]
+        for column, run in zip(st.columns(per_row), row, strict=False):
             classes, matrix = run_confusion(run)
             column.plotly_chart(confusion_figure(matrix.tolist(), classes, run["name"]),
                                 key=f"compare_confusion_{run['run_id']}",
@@ -132,7 +137,7 @@ def difference(runs: list[dict]) -> None:
     with user_errors("compare the confusion matrices"):
         diff = confusion_difference(a, b, classes_a, classes_b)
         title = f"{by_id[second]['name']} − {by_id[first]['name']}"
-        left, right = st.columns([3, 2])
+        left, right = st.columns([3, 2] if len(classes_a) <= 12 else [4, 1])  # cells stay legible
         left.plotly_chart(difference_figure(diff, classes_a, title), key="compare_confusion_diff",
                           config=png_config("confusion-difference"))
         right.caption(f"Each cell: the share of that true class {plain(by_id[second]['name'])} "

@@ -14,7 +14,16 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from pages.ui.charts import base_layout, confusion_figure, line_layout, safe, thin
+from pages.ui.charts import (
+    MATRIX_TEXT_UP_TO,
+    base_layout,
+    confusion_figure,
+    line_layout,
+    matrix_axes,
+    matrix_size,
+    safe,
+    thin,
+)
 
 LABELLED_POINTS = 6  # trade-off charts name their points up to this many runs
 BEST_MARKER = {"symbol": "star", "size": 15, "line": {"width": 1, "color": "white"}}
@@ -123,15 +132,13 @@ def difference_figure(diff: np.ndarray, classes: Sequence[str], title: str) -> g
     """A row-normalised confusion difference: blue where the second run has more, red less."""
     names = [safe(c) for c in classes]
     limit = max(0.05, float(np.abs(diff).max())) if diff.size else 1.0
-    size = max(300, min(700, 40 * len(classes) + 150))
     fig = go.Figure(go.Heatmap(
         z=diff, x=names, y=names, colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit,
-        texttemplate="%{z:+.0%}" if len(classes) <= 20 else None,
+        texttemplate="%{z:+.0%}" if len(classes) <= MATRIX_TEXT_UP_TO else None,
         hovertemplate="true %{y}<br>predicted %{x}<br>%{z:+.1%} of the class<extra></extra>",
         colorbar={"tickformat": "+.0%"}))
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category")
-    return base_layout(fig, safe(title), "predicted", "true", height=size)
+    matrix_axes(fig, names)
+    return base_layout(fig, safe(title), "predicted", "true", height=matrix_size(len(classes)))
 
 
 def clickable_confusion(matrix: np.ndarray, classes: Sequence[str], title: str,

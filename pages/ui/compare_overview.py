@@ -11,7 +11,7 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from core.analysis.compare import comparison_table, config_table, curves, smooth
-from pages.ui.common import ACTIVE, store
+from pages.ui.common import ACTIVE, MISSING, store
 from pages.ui.compare_charts import curve_figure, png_config
 
 CURVES = [  # (metric, title, y-axis title, as percent, best marker)
@@ -113,23 +113,29 @@ def results_table(runs: list[dict], colors: dict[str, str], latency: dict) -> pd
         shown[column] = shown[column].astype(float) * 100
     percent = "%.1f %%"
     number = st.column_config.NumberColumn
-    columns = {"colour": st.column_config.ImageColumn("", width=30),
-               "name": "run", "status": "status", "model": "model",
-               "params": number("params", format="compact", help="trainable parameters"),
-               "flops": number("FLOPs", format="compact", help="per image, forward pass"),
-               "epochs": number("epochs", width="small"),
-               "train_seconds": number("train time (s)", format="%.1f",
-                                       help="wall time of the training loop"),
-               "images_per_s": number("img/s", format="%.0f",
+    text = st.column_config.TextColumn
+    columns = {"colour": st.column_config.ImageColumn("", width=30),  # ~750 px; status, model:
+               "name": text("run", width=120), "status": text("status", width=75),  # when useful
+               "model": text("model", width=75),
+               "params": number("params", format="compact", width=60,
+                                help="trainable parameters"),
+               "flops": number("FLOPs", format="compact", width=60,
+                               help="per image, forward pass"),
+               "epochs": number("epochs", width=50),
+               "train_seconds": number("time (s)", format="%.0f", width=60,
+                                       help="wall time of the training loop, in seconds"),
+               "images_per_s": number("img/s", format="%.0f", width=55,
                                       help="training images per second (first epoch left out)"),
-               "best_val_acc": number("best val acc", format=percent),
-               "best_epoch": number("at epoch", format="%d", width="small",
+               "best_val_acc": number("best val", format=percent, width=62,
+                                      help="best validation accuracy"),
+               "best_epoch": number("at epoch", format="%d", width=55,
                                     help="the epoch of the best validation accuracy"),
-               "last_val_acc": number("last val acc", format=percent),
-               "test_acc": number("test acc", format=percent,
-                                  help="of the best checkpoint, on the test split"),
-               "latency_p50_ms": number("latency (ms)", format="%.2f",
-                                        help="median forward pass on the CPU, batch 1")}
+               "last_val_acc": number("last val", format=percent, width=62,
+                                      help="validation accuracy of the last epoch"),
+               "test_acc": number("test", format=percent, width=55,
+                                  help="test accuracy of the best checkpoint"),
+               "latency_p50_ms": number("ms (CPU)", format="%.2f", width=65,
+                                        help="latency: median forward pass on the CPU, batch 1")}
     if shown["latency_p50_ms"].isna().all():
         columns.pop("latency_p50_ms")
     if set(shown["status"]) == {"completed"}:
@@ -137,7 +143,7 @@ def results_table(runs: list[dict], colors: dict[str, str], latency: dict) -> pd
     if list(shown["name"]) == list(shown["model"]):
         columns.pop("model")  # a sweep's short names are the models already
     st.dataframe(shown, hide_index=True, column_order=list(columns), column_config=columns,
-                 key="compare_table")
+                 key="compare_table", placeholder=MISSING, width="stretch")
     return table
 
 
@@ -165,9 +171,9 @@ def config_section(runs: list[dict]) -> None:
         table = table[table["differs"]]
     highlight = table["differs"]
     shown = table.drop(columns="differs").rename(columns=unique_names(runs))
-    shown = shown.map(lambda v: "–" if v is None else str(v))
+    shown = shown.map(lambda v: MISSING if v is None else str(v))
     styled = shown.style.apply(
         lambda row: ["background-color: rgba(245, 158, 11, 0.25)" if highlight[row.name] else ""
                      for _ in row], axis=1)
-    st.dataframe(styled, key="compare_config",
+    st.dataframe(styled, key="compare_config", placeholder=MISSING,
                  height=min(420, 35 * (len(shown) + 1) + 3))

@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.runs.record import run_folder
-from core.serving.export import FORMATS, export_run
+from core.serving.export import FORMATS, card_file, export_run
 from pages.ui.common import count, plain, store, user_errors
 from pages.ui.export_package import formats_section, package_section
 
@@ -79,7 +79,7 @@ def recorded_exports(run_id: str) -> list[tuple[Path, dict]]:
 
 def export_row(path: Path, entry: dict, index: int) -> None:
     parity = entry.get("parity") or {}
-    card = Path(entry.get("card") or path.with_suffix(".card.json"))
+    card = Path(entry.get("card") or card_file(path))
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.get("at") or 0))
     with st.container(border=True):
         cols = st.columns([4, 1, 1], vertical_alignment="center")
@@ -93,8 +93,8 @@ def export_row(path: Path, entry: dict, index: int) -> None:
                                 on_click="ignore", width="stretch")
         if card.is_file():
             cols[2].download_button("Card", functools.partial(card.read_bytes),
-                                    file_name=f"{path.stem}.{entry['format']}.card.json",
-                                    mime="application/json",  # one name per format
+                                    file_name=card_file(path).name,  # one per format
+                                    mime="application/json",
                                     key=f"export_card_{index}", icon=":material/description:",
                                     on_click="ignore", width="stretch")
             with st.expander("Model card"):

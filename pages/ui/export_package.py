@@ -13,9 +13,10 @@ import streamlit as st
 
 from core.analysis.formats import WITHIN_POINTS, bench_formats
 from core.data.dataset import DatasetError, load_dataset
+from core.serving.export import card_file
 from core.serving.package import build_package
 from core.serving.quantize import MAX_LOSS_POINTS
-from pages.ui.common import plain, store, user_errors
+from pages.ui.common import MISSING, plain, store, user_errors
 
 PRECISIONS = {"fp32": "FP32 (full precision)", "int8": "INT8 (about 4× smaller)",
               "fp16": "FP16 (about 2× smaller)"}
@@ -52,7 +53,7 @@ def package_section(run: dict, folder: Path) -> None:
 def newest_package_card(run_id: str) -> dict | None:
     """model.json of the run's newest package still on disk (the card beside the zip)."""
     newest = newest_package(run_id)
-    card = newest.with_suffix(".card.json") if newest else None
+    card = card_file(newest) if newest else None
     return json.loads(card.read_text()) if card and card.is_file() else None
 
 
@@ -76,7 +77,7 @@ def comparison(report: dict) -> None:
     (st.caption if report["accepted"] else st.warning)(plain(report["verdict"]))
     rows = comparison_rows(report)
     if rows:
-        st.dataframe(rows, hide_index=True, width="stretch")
+        st.dataframe(rows, hide_index=True, placeholder=MISSING, width="stretch")
     changed = report.get("changed") or []
     if not changed:
         return
@@ -113,7 +114,7 @@ def formats_section(run: dict) -> None:
     fresh = store().get_run(run["run_id"]) or {}
     result = (fresh.get("summary") or {}).get("format_bench")
     if result:
-        st.dataframe(format_rows(result), hide_index=True, width="stretch")
+        st.dataframe(format_rows(result), hide_index=True, placeholder=MISSING, width="stretch")
         st.caption(f"{result['images']} {result['split']} images; CPU, {result['threads']} "
                    f"threads of {result['cpus']} cores; measured "
                    + time.strftime("%Y-%m-%d %H:%M", time.localtime(result["at"])) + ".")

@@ -7,7 +7,7 @@ import math
 import streamlit as st
 
 from models import ACTIVATION_NAMES, LAYER_TYPES, ModelError, spec_summary, validate_spec
-from pages.ui.common import plain
+from pages.ui.common import MISSING, plain
 
 ACTIVATIONS = ["", *ACTIVATION_NAMES]  # "": none
 STARTER = [  # the tiny-cnn preset, written as layers
@@ -116,5 +116,6 @@ def check_spec(spec: dict, in_chans: int, image_size: int, num_classes: int) -> 
     with st.expander("Layer shapes"):
         st.dataframe([{"#": "auto" if layer["auto"] else layer["index"], "layer": layer["type"],
                        "output": "×".join(str(d) for d in layer["output_shape"]),
-                       "params": layer["params"]} for layer in summary], hide_index=True)
+                       "params": layer["params"]} for layer in summary],
+                     hide_index=True, placeholder=MISSING)
     return spec

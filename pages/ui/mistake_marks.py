@@ -11,7 +11,7 @@ import streamlit as st
 from core.analysis.error_analysis import save_dataset_version
 from core.data.catalog import free_version_name
 from core.data.dataset import Dataset
-from pages.ui.common import PAGES, plain, switch_to, user_errors
+from pages.ui.common import MISSING, PAGES, plain, switch_to, user_errors
 
 COLUMNS = 6
 KEEP, REMOVE, RELABEL = "keep", "remove", "relabel as "
@@ -95,7 +95,8 @@ def save_panel(dataset: Dataset, run: dict) -> None:
                    # uploaded, so the source folder can be fixed too; the internal id otherwise
                    "class": dataset.classes[dataset.items[i].label],
                    "split": dataset.items[i].split, "action": current_option(mark)}
-                  for i, mark in own.items()], hide_index=True, key="mistakes_marked")
+                  for i, mark in own.items()],
+                 hide_index=True, placeholder=MISSING, key="mistakes_marked")
     cols = st.columns([2, 2, 1])
     name = cols[0].text_input("Name of the new version", value=free_version_name(dataset.name),
                               key=f"mistakes_version_{dataset.name}", max_chars=64)

@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.runs import queue
 from core.runs.card import clone_config, rerun_config
-from core.runs.record import delete_run
+from core.runs.record import delete_run, rename_run
 from core.store import Store
 from pages.ui.common import (
     ACTIVE,
@@ -83,8 +83,9 @@ def rename_control(run: dict, db: Store, bar) -> None:
             if not new_name:
                 st.error("Type a name: it cannot be empty.")
             else:
-                db.update_run(run["run_id"], name=new_name)
-                st.rerun()
+                with user_errors("rename the run"):
+                    rename_run(run["run_id"], new_name, db)
+                    st.rerun()
 
 
 def delete_control(run: dict, db: Store, bar) -> None:

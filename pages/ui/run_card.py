@@ -51,6 +51,7 @@ def run_card_panel(run: dict) -> None:
         middle.markdown("  \n".join([
             f"**Seed:** {card['seed']}",
             f"**Group:** {plain(card['group']) if card['group'] else '–'}",
+            f"**Recipe:** {plain(card['recipe']) if card['recipe'] else '–'}",
             f"**Created:** {when(card['created_at'])}",
             f"**Started:** {when(card['started_at'])}",
             f"**Finished:** {when(card['finished_at'])}"]))

@@ -42,7 +42,7 @@ from models import (
     model_summary,
 )
 from models.pretrained import lite_variant
-from pages.ui.common import USER_ERRORS, count, has_model, pct, plain
+from pages.ui.common import MISSING, USER_ERRORS, count, has_model, pct, plain
 from pages.ui.layer_editor import layer_editor, load_spec_into_editor
 from pages.ui.settings_form import (
     KEEP,
@@ -168,7 +168,7 @@ def layer_table(model: str, dataset: Dataset, image_size: int) -> None:
     st.dataframe([{"layer": row["name"], "type": row["type"],
                    "output shape": "×".join(map(str, row["output_shape"] or [])) or "—",
                    "params": row["params"], "FLOPs": row["flops"]} for row in rows],
-                 hide_index=True, key="train_layers")
+                 hide_index=True, placeholder=MISSING, key="train_layers")
 
 
 def model_picker(dataset: Dataset, image_size: int) -> tuple[str, dict | None]:

@@ -188,7 +188,7 @@ def test_export_onnx_from_the_page_passes_parity_and_offers_the_file(trained_run
     assert not at.exception, at.exception
     assert "Parity passed" in texts(at.success)
     assert (run_folder(trained_run) / "exports" / "first.onnx").is_file()
-    assert (run_folder(trained_run) / "exports" / "first.card.json").is_file()
+    assert (run_folder(trained_run) / "exports" / "first.onnx.card.json").is_file()
     labels = [button.proto.label for button in at.get("download_button")]
     assert labels[:2] == ["Model", "Card"]
     exports = Store().get_run(trained_run)["summary"]["exports"]

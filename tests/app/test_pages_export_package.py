@@ -48,7 +48,7 @@ def test_an_int8_package_from_the_page_shows_fp32_against_int8(trained_run) -> N
     assert not at.exception, at.exception
     zip_path = run_folder(trained_run) / "exports" / "first.zip"
     assert zip_path.is_file()
-    card = json.loads(zip_path.with_suffix(".card.json").read_text())
+    card = json.loads(zip_path.with_name("first.zip.card.json").read_text())
     frame = at.dataframe[-1].value
     assert list(frame["model"]) == ["FP32", "INT8"]
     assert f"{card['quantization']['int8']['accuracy']:.2%}" in list(frame["test accuracy"])
@@ -63,7 +63,7 @@ def test_a_refused_int8_says_so_and_shows_the_changed_images(trained_run, monkey
     assert not at.exception, at.exception
     assert "not good enough: the package holds the FP32 model" in texts(at.warning)
     assert "Images whose answer changed" in texts(at.markdown)
-    card = json.loads((run_folder(trained_run) / "exports" / "first.card.json").read_text())
+    card = json.loads((run_folder(trained_run) / "exports" / "first.zip.card.json").read_text())
     assert card["precision"] == "fp32" and card["quantization"]["changed_count"] > 0
     assert len(at.get("image")) == min(24, card["quantization"]["changed_count"])
 

@@ -1,5 +1,6 @@
 """A seconds-long smoke of the benchmarks: they run end to end and report; no timing asserted."""
 
+import pytest
 import torch
 
 from core.analysis import bench
@@ -35,3 +36,12 @@ def test_time_to_accuracy_bench_trains_once_per_seed_from_a_cold_cache(studio_ho
     assert rows[2]["test_acc"] == (rows[0]["test_acc"] + rows[1]["test_acc"]) / 2
     assert rows[2]["reached_0.0"] == "2/2" and rows[2]["reached_1.01"] == "0/2"
     assert cache_path(dataset, 32).exists()  # rebuilt by the run after being dropped
+
+
+def test_bench_defaults_picks_one_set_by_its_built_in_and_refuses_others() -> None:
+    from core.analysis.bench_defaults import BENCH_SETS, bench_sets
+
+    assert bench_sets() == BENCH_SETS
+    assert [s.kind for s in bench_sets("digits")] == ["digits"]
+    with pytest.raises(ValueError, match="choose fashion-mnist or digits"):
+        bench_sets("cifar")

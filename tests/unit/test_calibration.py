@@ -21,6 +21,7 @@ from core.training.calibration import (
 )
 from core.training.run_files import CALIBRATION, FEATURE_BANK, MODEL_CARD, PREDICTIONS
 from core.training.unknown import (
+    BANK_SIZE,
     Detector,
     answered_share,
     detector_report,
@@ -140,7 +141,10 @@ def test_training_records_the_temperature_ece_and_detector(shapes_workspace, run
     saved = json.loads((folder / CALIBRATION).read_text())
     assert saved["ece_after"] == calibration["ece_after"]
     assert len(saved["reliability"]["before"]["count"]) == 15
-    assert (folder / FEATURE_BANK).exists()
+    bank = np.load(folder / FEATURE_BANK)  # a bounded sample of training images, float16
+    assert bank.dtype == np.float16
+    assert len(bank) == min(BANK_SIZE, len(load_dataset("shapes").indices("train")))
+    assert np.allclose(np.linalg.norm(bank.astype(np.float32), axis=1), 1, atol=1e-2)
     predictions = np.load(folder / PREDICTIONS)
     hits = predictions["test_predicted"] == predictions["test_label"]
     assert hits.mean() == pytest.approx(summary["test_acc"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
@@ -144,3 +145,18 @@ def test_the_suggested_recipe_follows_the_device() -> None:
     assert core.training.recipes.suggested_recipe(has_gpu=True) == "speed-run"
     assert core.training.recipes.suggested_recipe(has_gpu=False) == "cpu-quick"
     assert {"speed-run", "cpu-quick"} <= set(RECIPES)
+
+
+def test_a_config_changed_from_its_recipe_records_what_changed(shapes_dataset) -> None:
+    from core.data.dataset import load_dataset
+    from core.runs.card import recipe_text
+    from core.training.recipes import mark_recipe_changes
+
+    as_is = recipe_config("cpu-quick", "shapes", {"name": "mine"})  # a name is no change
+    assert "recipe_changed" not in as_is.extra and recipe_text(as_is.to_dict()) == "cpu-quick"
+    changed = recipe_config("cpu-quick", "shapes", {"epochs": 2, "jitter": 0.1})
+    assert changed.extra["recipe_changed"] == ["epochs", "jitter"]
+    assert recipe_text(changed.to_dict()) == "cpu-quick (modified: epochs, jitter)"
+    back = dataclasses.replace(changed, epochs=as_is.epochs, jitter=as_is.jitter)
+    assert "recipe_changed" not in mark_recipe_changes(back, load_dataset("shapes")).extra
+    assert recipe_text(TrainConfig(data="shapes", model="tiny-cnn").to_dict()) is None
