@@ -1,4 +1,4 @@
-"""Model zoo for CNN Studio: presets, JSON layer specs, a pretrained EfficientNet-Lite0 and timm.
+"""Model zoo for CNN Studio: presets, JSON layer specs, pretrained EfficientNet-Lite0/1/2, timm.
 
 Depends on torch and timm only.
 """
@@ -6,7 +6,9 @@ Depends on torch and timm only.
 from models import presets  # noqa: F401  (registers the presets)
 from models.errors import ModelError
 from models.pretrained import (
+    OFFERED_NAMES,
     PRETRAINED_NAME,
+    PRETRAINED_NAMES,
     freeze_backbone,
     pretrained_data_config,
 )
@@ -27,7 +29,9 @@ from models.summary import model_summary, summary_text
 __all__ = [
     "ACTIVATION_NAMES",
     "LAYER_TYPES",
+    "OFFERED_NAMES",
     "PRETRAINED_NAME",
+    "PRETRAINED_NAMES",
     "ModelError",
     "build_from_spec",
     "create_model",

@@ -1,5 +1,5 @@
 """One entry point for every model: our presets, JSON layer specs, the pretrained
-EfficientNet-Lite0, and any timm architecture (always randomly initialised)."""
+EfficientNet-Lite0/1/2, and any timm architecture (randomly initialised unless given weights)."""
 
 import difflib
 import logging
@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from models.errors import ModelError
-from models.pretrained import PRETRAINED_NAME, create_pretrained_lite0
+from models.pretrained import PRETRAINED_NAMES, create_pretrained, lite_variant
 from models.spec import build_from_spec, load_spec
 from models.timm_weights import create_timm_from_weights
 
@@ -47,13 +47,13 @@ def list_timm_models(filter: str = "") -> list[str]:
 
 
 def list_models() -> list[str]:
-    """Every name create_model accepts: presets, the pretrained model, then timm names."""
-    return [*_PRESETS, PRETRAINED_NAME, *timm.list_models()]
+    """Every name create_model accepts: presets, the pretrained models, then timm names."""
+    return [*_PRESETS, *PRETRAINED_NAMES, *timm.list_models()]
 
 
 def is_known_model(name: str) -> bool:
     """Whether create_model accepts this name (spec paths are not names)."""
-    return name in _PRESETS or name == PRETRAINED_NAME or timm.is_model(name)
+    return name in _PRESETS or name in PRETRAINED_NAMES or timm.is_model(name)
 
 
 def describe_model(name: str) -> str:
@@ -61,8 +61,10 @@ def describe_model(name: str) -> str:
     if name in _PRESETS:
         doc = _PRESETS[name].__doc__ or name
         return doc.strip().splitlines()[0]
-    if name == PRETRAINED_NAME:
-        return "EfficientNet-Lite0 pretrained on ImageNet (4.7M params), new classifier head."
+    if name in PRETRAINED_NAMES:
+        variant = lite_variant(name)
+        return (f"{variant.title} pretrained on ImageNet ({variant.params} params), new "
+                "classifier head.")
     if timm.is_model(name):
         return f"timm architecture {name!r}, trained from scratch (random initial weights)."
     raise ModelError(_unknown_name_message(name))
@@ -75,9 +77,10 @@ def create_model(
     """Build a model for in_chans x image_size x image_size images and num_classes outputs.
 
     name_or_spec is a preset name, a layer spec (dict, or path to a .json file),
-    'efficientnet-lite0-imagenet', or a timm architecture name. `weights` (timm architectures
-    only): a weights file on disk, or "pretrained" for timm's ImageNet weights, downloaded on
-    first use into `cache_dir` (models.timm_weights); the head is new either way.
+    'efficientnet-lite0-imagenet' (lite1, lite2 likewise), or a timm architecture name.
+    `weights` (timm architectures only): a weights file on disk, or "pretrained" for timm's
+    ImageNet weights, downloaded on first use into `cache_dir` (models.timm_weights); the head
+    is new either way.
     """
     _check_sizes(in_chans=in_chans, num_classes=num_classes, image_size=image_size)
     if weights and (not isinstance(name_or_spec, str) or not timm.is_model(name_or_spec)):
@@ -99,8 +102,8 @@ def create_model(
     name = name_or_spec
     if name in _PRESETS:
         return _PRESETS[name](in_chans, num_classes, image_size)
-    if name == PRETRAINED_NAME:
-        return create_pretrained_lite0(in_chans=in_chans, num_classes=num_classes)
+    if name in PRETRAINED_NAMES:
+        return create_pretrained(name, in_chans=in_chans, num_classes=num_classes)
     if timm.is_model(name):
         return _create_timm(name, in_chans=in_chans, num_classes=num_classes, image_size=image_size)
     raise ModelError(_unknown_name_message(name))
@@ -170,6 +173,7 @@ def _unknown_name_message(name: str) -> str:
     hint = f" Did you mean {', '.join(by_lower[c] for c in close)}?" if close else ""
     return (
         f"Unknown model {name!r}.{hint} Use a preset ({', '.join(_PRESETS)}), "
-        f"{PRETRAINED_NAME!r}, a path to a .json layer spec, or a timm architecture; "
+        f"{', '.join(map(repr, PRETRAINED_NAMES))}, a path to a .json layer spec, or a timm "
+        "architecture; "
         "models.list_models() lists every name."
     )

@@ -76,7 +76,7 @@ def how_it_works() -> None:
             "build the classes one by one. Every file is checked; what is dropped is listed "
             "with the reason. A train / validation / test split is fixed at import.\n"
             "2. **Train** — choose a preset CNN, any timm architecture, the pretrained "
-            "EfficientNet-Lite0, or design your own layer by layer. Training runs in a "
+            "EfficientNet-Lite0 or Lite2, or design your own layer by layer. Training runs in a "
             "background worker, so closing the tab loses nothing.\n"
             "3. **Runs** — loss, accuracy, learning rate and speed update about once a second.\n"
             "4. **Compare** — overlay the curves of several runs and their final scores.\n"

@@ -45,7 +45,7 @@ from core.training.run_files import MODEL_CARD, weights_file
 from core.training.schedule import steps_per_epoch
 from core.training.transfer import load_matching_weights
 from core.workspace import home, runs_dir
-from models import PRETRAINED_NAME, create_model, model_profile
+from models import PRETRAINED_NAMES, create_model, model_profile
 from models.pretrained import freeze_backbone, pretrained_data_config
 
 log = logging.getLogger(__name__)
@@ -182,8 +182,8 @@ def saved_batch_size(run_dir: Path) -> int | None:
 
 def normalisation(config: TrainConfig, dataset: Dataset, images: np.ndarray,
                   train_index: np.ndarray) -> tuple[list[float], list[float]]:
-    if config.model == PRETRAINED_NAME:
-        data_config = pretrained_data_config()
+    if config.model in PRETRAINED_NAMES:
+        data_config = pretrained_data_config(name=config.model)
         mean, std = list(data_config["mean"]), list(data_config["std"])
         if dataset.channels == 1:
             return [sum(mean) / 3], [sum(std) / 3]

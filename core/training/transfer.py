@@ -8,18 +8,19 @@ from pathlib import Path
 import torch
 
 from core.training.checkpoint import load_weights
-from models import PRETRAINED_NAME, list_presets
-from models.pretrained import TIMM_ARCH as LITE0_TIMM_ARCH
+from models import PRETRAINED_NAMES, list_presets
+from models.pretrained import timm_arch_of
 
 CUSTOM_NAME = "custom-cnn"  # the model name of a network built from a JSON layer spec
-# two names of one network (the same layer names): the packaged ImageNet weights, and timm's
-LITE0_FAMILY = frozenset({PRETRAINED_NAME, LITE0_TIMM_ARCH})
 
 
 def same_network(model: str, other: str | None) -> bool:
     """Whether weights trained on network `other` fit network `model` (a custom network: any
     custom run; its layers whose shapes differ start fresh)."""
-    return other == model or {model, other} <= LITE0_FAMILY
+    if other is None:
+        return False
+    # a packaged-weights name and its timm architecture are one network (the same layer names)
+    return (timm_arch_of(model) or model) == (timm_arch_of(other) or other)
 
 
 def can_freeze(model: str, init_from: str | None, weights: str | None = None) -> bool:
@@ -27,7 +28,7 @@ def can_freeze(model: str, init_from: str | None, weights: str | None = None) ->
     (the pretrained network, or a timm network starting from an earlier run's weights or from
     a weights file)."""
     timm_network = model not in list_presets() and model != CUSTOM_NAME
-    return model == PRETRAINED_NAME or (bool(init_from or weights) and timm_network)
+    return model in PRETRAINED_NAMES or (bool(init_from or weights) and timm_network)
 
 
 def what_carries_over(source: list[str], target: list[str]) -> str:

@@ -11,7 +11,7 @@ from core.data.cache import dataset_resize, default_image_size
 from core.data.dataset import Dataset
 from core.data.mirror import FlipDecision, dataset_flip_decision
 from core.data.shift import decide_shift
-from pages.ui.common import plain
+from pages.ui.common import MISSING, plain
 
 OVERRIDE = ("Override it on the Train page: More settings → Random horizontal flip "
             "(auto, on or off).")
@@ -107,4 +107,5 @@ def imbalance_result(summary: dict) -> None:
     st.dataframe([{"class": row["class"], "test images": row["support"],
                    "recall": row["accuracy"]} for row in summary.get("per_class") or []],
                  hide_index=True, column_config={"recall": st.column_config.ProgressColumn(
-                     "recall", min_value=0.0, max_value=1.0, format="percent")})
+                     "recall", min_value=0.0, max_value=1.0, format="percent")},
+                 placeholder=MISSING)

@@ -13,7 +13,7 @@ from core.data.dataset import MANIFEST, SPLITS, Dataset, dataset_folder, load_da
 from core.data.loader import Augment, augment_images
 from core.data.transforms import fit_image
 from pages.ui.charts import balance_figure
-from pages.ui.common import plain
+from pages.ui.common import MISSING, plain
 from pages.ui.data_fit import imbalance_note
 from pages.ui.dataset_layout import layout_facts
 
@@ -69,7 +69,8 @@ def balance(dataset: Dataset) -> None:
     totals = {split: sum(row[split] for row in rows) for split in SPLITS}
     rows.append({"class": "all", **totals, "total": sum(totals.values())})
     right.markdown("**Split sizes**")
-    right.dataframe(rows, hide_index=True, height="auto" if len(rows) <= 12 else 420)
+    right.dataframe(rows, hide_index=True, height="auto" if len(rows) <= 12 else 420,
+                    placeholder=MISSING)
     imbalance_note(dataset, DATASETS_REMEDY)
 
 
@@ -79,7 +80,8 @@ def dropped_report(dataset: Dataset) -> None:
         return
     with st.expander(f"Dropped at import: {len(dataset.dropped)} file(s)"):
         st.dataframe(dataset.dropped, hide_index=True,
-                     column_config={"file": "File", "reason": "Why it was dropped"})
+                     column_config={"file": "File", "reason": "Why it was dropped"},
+                     placeholder=MISSING)
 
 
 def gallery(dataset: Dataset) -> None:

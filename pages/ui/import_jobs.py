@@ -16,7 +16,7 @@ from core.runs.imports import (
     keep_imports_moving,
     seconds_left,
 )
-from pages.ui.common import duration, plain, store
+from pages.ui.common import MISSING, duration, plain, store
 from pages.ui.dataset_layout import layout_facts
 
 POLL_S = 1.0  # seconds between two looks at a running import
@@ -64,7 +64,8 @@ def draw_notices(jobs: list[dict]) -> None:
                            args=(job_id,), type="tertiary", icon=":material/close:")
         if job["status"] == "completed" and job["summary"].get("dropped"):
             st.dataframe(job["summary"]["dropped"], hide_index=True, width="stretch",
-                         column_config={"file": "File", "reason": "Why it was dropped"})
+                         column_config={"file": "File", "reason": "Why it was dropped"},
+                         placeholder=MISSING)
 
 
 def notice(job: dict) -> None:

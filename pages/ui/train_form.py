@@ -31,7 +31,9 @@ from core.training.model_card import read_model_card
 from core.training.recipes import RECIPES, recipe_settings, suggested_recipe
 from core.training.transfer import CUSTOM_NAME, can_freeze, same_network, what_carries_over
 from models import (
+    OFFERED_NAMES,
     PRETRAINED_NAME,
+    PRETRAINED_NAMES,
     create_model,
     describe_model,
     list_presets,
@@ -39,6 +41,7 @@ from models import (
     model_profile,
     model_summary,
 )
+from models.pretrained import lite_variant
 from pages.ui.common import MISSING, USER_ERRORS, count, has_model, pct, plain
 from pages.ui.layer_editor import layer_editor, load_spec_into_editor
 from pages.ui.settings_form import (
@@ -51,7 +54,8 @@ from pages.ui.settings_form import (
 )
 from pages.ui.weights_choice import weights_settings
 
-KINDS = ["Preset", "timm architecture", "Pretrained EfficientNet-Lite0", "Custom layers"]
+PRETRAINED_KIND = "Pretrained EfficientNet-Lite"
+KINDS = ["Preset", "timm architecture", PRETRAINED_KIND, "Custom layers"]
 FROM_SCRATCH = ""  # the init_from choice "no earlier run"
 IMAGE_SIZES = [0, 16, 24, 28, 32, 48, 64, 96, 128, 160, 192, 224, 256]  # 0: the dataset's own
 DEFAULT_EMA_DECAY = 0.999
@@ -92,8 +96,8 @@ def apply_model(model: str, spec: dict | None) -> None:
     if spec:
         st.session_state["train_kind"] = "Custom layers"
         load_spec_into_editor(spec)
-    elif model == PRETRAINED_NAME:
-        st.session_state["train_kind"] = "Pretrained EfficientNet-Lite0"
+    elif model in OFFERED_NAMES:
+        st.session_state.update(train_kind=PRETRAINED_KIND, train_pretrained=model)
     elif model in list_presets():
         st.session_state.update(train_kind="Preset", train_preset=model)
     elif model in list_timm_models():
@@ -185,10 +189,14 @@ def model_picker(dataset: Dataset, image_size: int) -> tuple[str, dict | None]:
         model = st.selectbox(f"Architecture (type to search {len(names):,} timm models)", names,
                              key="train_timm", persist_state=KEEP)
     else:
-        model = PRETRAINED_NAME
+        state_default("train_pretrained", PRETRAINED_NAME)
+        model = st.selectbox("Pretrained network", OFFERED_NAMES, key="train_pretrained",
+                             persist_state=KEEP, format_func=lambda name: lite_variant(name).title)
+        trained_at = lite_variant(model).input_size
         if image_size < 96:
-            st.warning(f"The pretrained network saw 224 px photos; at {image_size} px it has "
-                       "little to work with. Choose an image size of 96–224 px below.")
+            st.warning(f"The pretrained network saw {trained_at} px photos; at {image_size} px "
+                       f"it has little to work with. Choose an image size of 96–{trained_at} px "
+                       "below.")
     st.caption(describe_model(model))
     show_profile(model, dataset, image_size)
     return model, None
@@ -212,7 +220,7 @@ def transfer_settings(model: str, dataset: Dataset, runs: list[dict]) -> None:
     state_default("train_init_from", FROM_SCRATCH)
     if st.session_state["train_init_from"] not in options:
         st.session_state["train_init_from"] = FROM_SCRATCH  # another network's run, or deleted
-    scratch = "No: the ImageNet weights" if model == PRETRAINED_NAME else "No: random weights"
+    scratch = "No: the ImageNet weights" if model in PRETRAINED_NAMES else "No: random weights"
     cols = st.columns([2, 1])
     meta = settings()["init_from"]
     init_from = cols[0].selectbox(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.config import settings
-from models import PRETRAINED_NAME, list_presets
+from models import PRETRAINED_NAMES, list_presets
 from models.timm_weights import PRETRAINED
 
 KINDS = {"random": "Random weights", "pretrained": "ImageNet weights (download through timm)",
@@ -16,7 +16,7 @@ CUSTOM_NAME = "custom-cnn"
 
 
 def is_timm(model: str) -> bool:
-    return model not in list_presets() and model not in (CUSTOM_NAME, PRETRAINED_NAME)
+    return model not in list_presets() and model != CUSTOM_NAME and model not in PRETRAINED_NAMES
 
 
 def weights_settings(model: str) -> None:

@@ -240,13 +240,27 @@ def test_train_queues_init_from_and_freeze_epochs(trained_run, monkeypatch) -> N
 def test_train_offers_frozen_epochs_for_the_pretrained_model(shapes_dataset, monkeypatch) -> None:
     monkeypatch.setattr(queue, "ensure_worker", lambda: False)
     at = open_page("pages/train.py")
-    at.button_group(key="train_kind").set_value("Pretrained EfficientNet-Lite0").run()
+    at.button_group(key="train_kind").set_value("Pretrained EfficientNet-Lite").run()
     at.number_input(key="train_freeze_epochs").set_value(2).run()
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
     [run] = Store().list_runs()
     assert run["config"]["model"] == "efficientnet-lite0-imagenet"
     assert run["config"]["freeze_epochs"] == 2
+
+
+def test_train_offers_the_pretrained_lite2_next_to_lite0(shapes_dataset, monkeypatch) -> None:
+    monkeypatch.setattr(queue, "ensure_worker", lambda: False)
+    at = open_page("pages/train.py")
+    at.button_group(key="train_kind").set_value("Pretrained EfficientNet-Lite").run()
+    picker = at.selectbox(key="train_pretrained")
+    assert picker.options == ["EfficientNet-Lite0", "EfficientNet-Lite2"]
+    picker.set_value("efficientnet-lite2-imagenet").run()
+    assert "EfficientNet-Lite2 pretrained on ImageNet" in texts(at.caption)
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    [run] = Store().list_runs()
+    assert run["config"]["model"] == "efficientnet-lite2-imagenet"
 
 
 def test_a_newly_chosen_zip_hides_the_previous_result(trained_run) -> None:

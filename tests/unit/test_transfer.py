@@ -11,7 +11,8 @@ from core.runs.record import new_run, run_folder
 from core.store import Store
 from core.training.checkpoint import load_weights
 from core.training.prepare import build_model
-from models import PRETRAINED_NAME, create_model
+from core.training.transfer import can_freeze, same_network
+from models import PRETRAINED_NAME, PRETRAINED_NAMES, create_model
 
 
 @pytest.fixture()
@@ -55,3 +56,12 @@ def test_pretrained_model_starts_with_a_zero_head():
     model = create_model(PRETRAINED_NAME, in_chans=3, num_classes=10, image_size=64)
     assert torch.count_nonzero(model.get_classifier().weight) == 0
     assert torch.count_nonzero(model.conv_stem.weight) > 0
+
+
+def test_each_packaged_lite_is_one_network_with_its_timm_architecture_only():
+    assert same_network("efficientnet-lite1-imagenet", "tf_efficientnet_lite1")
+    assert same_network("tf_efficientnet_lite2", "efficientnet-lite2-imagenet")
+    assert not same_network("efficientnet-lite1-imagenet", "efficientnet-lite0-imagenet")
+    assert not same_network("efficientnet-lite2-imagenet", "tf_efficientnet_lite0")
+    assert not same_network("efficientnet-lite0-imagenet", None)
+    assert all(can_freeze(name, None) for name in PRETRAINED_NAMES)
