@@ -139,4 +139,13 @@ def test_first_use_of_the_datasets_page(served, page, tmp_path: Path) -> None:
     assert_no_exception(page)
     screenshot(page, "datasets-import-finished")
 
+    # Before a run starts, the Train page says about how long it will take, and on what.
+    sidebar_link(page, "Train").click()
+    estimate = page.get_by_text("Estimated time:").first
+    estimate.wait_for(timeout=120_000)
+    assert "CPU" in estimate.inner_text(), estimate.inner_text()
+    wait_idle(page)
+    assert_no_exception(page)
+    screenshot(page, "train-time-estimate")
+
     assert not deprecation_warnings(server.log)
