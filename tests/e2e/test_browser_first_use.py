@@ -1,5 +1,7 @@
 """A new user's first steps in one real Chromium session (issue 17): a large upload straight
-after an import is kept, and the server log shows no deprecation warning.
+after an import is kept, an import survives leaving the page, the Train page shows a time
+estimate, a timm network trains from a weights file on disk, and the server log shows no
+deprecation warning.
 
 Debian's chromium driven by playwright against `streamlit run app.py` on its own workspace.
 """
@@ -99,7 +101,7 @@ def sidebar_link(page, title: str):
     return page.locator("[data-testid='stSidebarNav']").get_by_text(title, exact=True)
 
 
-def test_first_use_of_the_datasets_page(served, page, tmp_path: Path) -> None:
+def test_first_use_of_the_datasets_page(served, page, tmp_path: Path, monkeypatch) -> None:
     server, url = served
     small = small_zip(tmp_path / "colours.zip")
     big = big_zip(tmp_path / "big-upload.zip")
@@ -148,4 +150,55 @@ def test_first_use_of_the_datasets_page(served, page, tmp_path: Path) -> None:
     assert_no_exception(page)
     screenshot(page, "train-time-estimate")
 
+    # A timm architecture starts from a weights file on this machine, and trains.
+    weights = timm_weights(tmp_path / "test_resnet.safetensors")
+    page.locator("[data-testid='stButtonGroup']").get_by_text("timm architecture").click()
+    wait_idle(page)
+    choose(page, re.compile(r"^Architecture"), "test_resnet")
+    choose(page, re.compile(r"^Start from weights"), "A weights file on this machine")
+    path_box = page.get_by_role("textbox", name=re.compile(r"^Weights file"))
+    path_box.fill(str(weights))
+    path_box.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Start training").click()
+    monkeypatch.setenv("CNN_STUDIO_HOME", str(server.home))  # read the server's store here
+    monkeypatch.delenv("CNN_STUDIO_DB", raising=False)
+    run = finished_run("test_resnet")
+    assert run["status"] == "completed", run.get("error")
+    assert run["config"]["weights"] == str(weights)
+    assert_no_exception(page)
+
     assert not deprecation_warnings(server.log)
+
+
+def timm_weights(path: Path) -> Path:
+    """A timm checkpoint on disk, as a user would bring one (no download)."""
+    import timm
+    from safetensors.torch import save_file
+
+    save_file(timm.create_model("test_resnet").state_dict(), str(path))
+    return path
+
+
+def choose(page, label, option: str) -> None:
+    """Pick `option` in the select box labelled `label`, by typing as a person would."""
+    box = page.get_by_role("combobox", name=label).first
+    box.click()
+    page.keyboard.type(option)
+    page.get_by_role("option", name=option, exact=True).first.click()
+    wait_idle(page)
+
+
+def finished_run(model: str, timeout_s: float = 300) -> dict:
+    """The run of `model` once the worker has finished it (the store, read from here)."""
+    import time
+
+    from core.store import Store
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = [run for run in Store().list_runs() if run["model"] == model]
+        if runs and runs[0]["status"] not in ("queued", "running"):
+            return Store().get_run(runs[0]["run_id"])
+        time.sleep(1)
+    raise AssertionError(f"no finished {model} run within {timeout_s:.0f} s")
