@@ -30,7 +30,7 @@ test: install-dev
 # The unit and AppTest lanes only (no browser, torchrun, Ray, kills or soaks), two processes
 test-fast: install-dev
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n 2 tests/unit tests/app
+	$(PY) -m pytest -q -n 2 -m "not slow" tests/unit tests/app
 
 lint: install-dev
 	$(PY) -m ruff check .

@@ -37,6 +37,7 @@ class OutOfMemoryAbove:
             raise torch.OutOfMemoryError(f"CUDA out of memory (batch {batch})")
 
 
+@pytest.mark.slow  # make test only; make test-fast leaves it out
 @pytest.mark.parametrize("limit", [5, 16, 300, 777, 1023])
 def test_search_finds_the_largest_batch_that_fits_within_a_multiple(limit: int) -> None:
     step = OutOfMemoryAbove(limit)

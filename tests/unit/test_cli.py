@@ -165,6 +165,7 @@ def test_predict_gives_sorted_top_k_probabilities_per_image(reads, images) -> No
         assert all(0 <= p <= 1 for p in probs) and sum(probs) <= 1 + 1e-6
 
 
+@pytest.mark.slow  # make test only; make test-fast leaves it out
 def test_train_resume_completes_a_stopped_run(home: Path, demo: Outcome, monkeypatch) -> None:
     from core.config import TrainConfig
     from core.runs.execute import execute_run

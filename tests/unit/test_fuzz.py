@@ -212,6 +212,7 @@ def test_random_bytes_behind_a_real_magic_number_decode_or_are_rejected(magic, r
     decode_outcome(magic + rest)
 
 
+@pytest.mark.slow  # make test only; make test-fast leaves it out
 @budget(3000)
 @given(mutated_images())
 def test_mutated_images_decode_or_are_rejected(data):

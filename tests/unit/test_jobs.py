@@ -194,6 +194,7 @@ class KillAfterFirstEpoch(Hooks):
             raise WorkerKilled
 
 
+@pytest.mark.slow  # make test only; make test-fast leaves it out
 def test_interrupted_run_resumes_from_its_last_checkpoint_on_the_worker(store: Store) -> None:
     run_id = new_run(shapes_config(epochs=2), store, status="running")
     with pytest.raises(WorkerKilled):
@@ -225,6 +226,7 @@ def test_resume_refuses_runs_that_are_not_interrupted_stopped_or_failed(store: S
         queue.resume("nope", store, start_worker=False)
 
 
+@pytest.mark.slow  # make test only; make test-fast leaves it out
 def test_detached_worker_trains_a_submitted_run_and_exits_when_idle(any_store, monkeypatch) -> None:
     store = any_store
     # ensure_worker() has no idle setting, and the worker's default idle is 120 s; the real

@@ -131,6 +131,7 @@ def test_a_recipe_needs_a_dataset_to_adapt_to() -> None:
         config_from_args(args)
 
 
+@pytest.mark.slow  # make test only; make test-fast leaves it out
 def test_every_recipe_trains_the_shapes_demo(shapes_dataset, tmp_path) -> None:
     for name in RECIPES:
         config = recipe_config(name, "shapes", {"epochs": 1, "device": "cpu", "compile": False})

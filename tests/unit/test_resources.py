@@ -29,6 +29,7 @@ def fake_oom_until(batch_size: int, monkeypatch) -> list[int]:
     return tried
 
 
+@pytest.mark.slow  # make test only; make test-fast leaves it out
 def test_out_of_memory_halves_the_batch_and_notes_it_on_the_run(shapes, monkeypatch):
     tried = fake_oom_until(16, monkeypatch)
     run_id = new_run(TrainConfig(data="shapes", epochs=1, batch_size=64), shapes)

@@ -252,6 +252,7 @@ def test_many_clients_at_once_get_the_answers_one_client_gets(client) -> None:
         assert answer == alone[answer["image"]]
 
 
+@pytest.mark.slow  # make test only; make test-fast leaves it out
 def test_serve_command_answers_over_real_http(run_id, tmp_path) -> None:
     """`python -m core serve` in its own process: uvicorn on a loopback port, with a token."""
     import os

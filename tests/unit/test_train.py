@@ -69,6 +69,7 @@ def all_finite(path: Path) -> bool:
 # Learning ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # make test only; make test-fast leaves it out
 def test_tiny_cnn_learns_shapes_to_high_validation_and_test_accuracy(studio_home, tmp_path):
     add_demo("shapes", "shapes", val=0.2, test=0.2)  # 60 val / 60 test: steadier accuracy
     config = shapes_config(epochs=12, lr=5e-3, batch_size=32)
@@ -103,6 +104,7 @@ def test_hooks_hear_start_steps_every_epoch_and_end_in_order(shapes_dataset, tmp
 # Resume -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # make test only; make test-fast leaves it out
 def test_resumed_run_matches_uninterrupted_run(shapes_dataset, tmp_path):
     config = shapes_config(epochs=2)
     straight = fit(config, tmp_path / "straight")
@@ -439,6 +441,7 @@ def test_ema_weights_are_what_is_evaluated_and_kept_as_best(shapes_dataset, tmp_
     assert not any(k.startswith("ema.") for k in tensors(tmp_path / "plain" / "last.safetensors"))
 
 
+@pytest.mark.slow  # make test only; make test-fast leaves it out
 def test_resume_with_ema_matches_an_uninterrupted_run(shapes_dataset, tmp_path):
     config = shapes_config(epochs=2, ema_decay=0.8)
     straight = fit(config, tmp_path / "straight")
