@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from app_pages import open_page, texts
 from streamlit.testing.v1 import AppTest
 
 from core.analysis import sweep
@@ -26,8 +26,6 @@ from core.runs.record import delete_run, new_run
 from core.store import Store
 from pages.ui.mistake_marks import mark_key_for
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-TIMEOUT = 60
 RUNS = [("tiny-cnn", 2, None), ("small-cnn", 1, None), ("resnet9-small", 1, None),
         ("tiny-cnn", 1, 0.01)]  # (model, epochs, lr)
 
@@ -57,18 +55,8 @@ def no_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sweep, "ensure_worker", lambda: False)
 
 
-def open_page(page: str, **state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
 
 
-def texts(elements) -> str:
-    return "\n".join(str(element.value) for element in elements)
 
 
 def figures(at: AppTest) -> dict[str, dict]:

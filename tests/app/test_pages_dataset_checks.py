@@ -5,21 +5,18 @@ without the extra copies; the zip tab passes a label pattern to the import."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
+from app_pages import open_page
+from app_pages import unescaped_texts as texts
 from data_sets import imbalanced_dataset
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 from upload_files import png, zip_bytes
 
 from core.data.catalog import import_path
 from core.data.dataset import list_datasets, load_dataset
 from core.runs import imports
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-TIMEOUT = 60  # the first run imports torch and timm
 
 
 @pytest.fixture
@@ -27,17 +24,6 @@ def inline_imports(studio_home, monkeypatch):
     """Imports queued by the page run here, when the test says (no worker process)."""
     monkeypatch.setattr(imports, "ensure_import_worker", lambda: False)
     return studio_home
-
-
-def open_datasets(page: str = "pages/datasets.py") -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(element.value) for element in elements).replace("\\", "")  # unescaped
 
 
 def colour(index: int, cls: int) -> tuple[int, int, int]:
@@ -59,7 +45,7 @@ def file_names_zip() -> bytes:
 
 def test_the_overview_says_split_folders_were_kept_and_val_was_drawn(studio_home) -> None:
     import_path(io.BytesIO(split_folders_zip()), "pets")
-    at = open_datasets()
+    at = open_page("pages/datasets.py")
     shown = texts(at.caption)
     assert "Layout: split folders (train/, val/, test/ with class folders), splits kept as " \
            "given." in shown
@@ -70,7 +56,7 @@ def test_the_overview_says_split_folders_were_kept_and_val_was_drawn(studio_home
 
 def test_the_overview_says_labels_came_from_file_names(studio_home) -> None:
     import_path(io.BytesIO(file_names_zip()), "names")
-    shown = texts(open_datasets().caption)
+    shown = texts(open_page("pages/datasets.py").caption)
     assert "Layout: labels from file names (label.N.jpg)." in shown
 
 
@@ -81,14 +67,14 @@ def test_the_overview_says_labels_came_from_a_csv_and_names_missing_classes(stud
                                    f"{'test' if i in (0, 2) else 'train'}" for i in range(12)]
     files["labels.csv"] = "\n".join(rows).encode()
     import_path(io.BytesIO(zip_bytes(files)), "listed")
-    shown = texts(open_datasets().caption)
+    shown = texts(open_page("pages/datasets.py").caption)
     assert "Layout: labels from a CSV file in the upload." in shown
     assert "Classes missing from the test folder: 'dog'." in shown
 
 
 def test_the_import_report_says_which_layout_was_read(inline_imports) -> None:
     imports.submit_zip(io.BytesIO(split_folders_zip()), "pets")
-    at = open_datasets()
+    at = open_page("pages/datasets.py")
     assert imports.work_imports(idle_exit_s=0, poll_s=0) == 1
     at.run()
     assert "Imported pets: 26 images in 2 classes." in texts(at.success)
@@ -100,7 +86,7 @@ def test_the_import_report_says_which_layout_was_read(inline_imports) -> None:
 def test_the_zip_tab_passes_a_label_pattern_to_the_import(inline_imports) -> None:
     upload = zip_bytes({f"IMG_{cls}_{i:03d}.png": png(colour(i, c))
                         for c, cls in enumerate(("cat", "dog")) for i in range(6)})
-    at = open_datasets()
+    at = open_page("pages/datasets.py")
     at.file_uploader(key="zip_upload").upload("shots.zip", upload)
     at.run()
     at.text_input(key="zip_name").input("shots")
@@ -116,7 +102,7 @@ def test_the_zip_tab_passes_a_label_pattern_to_the_import(inline_imports) -> Non
 
 
 def test_a_bad_label_pattern_is_refused_before_anything_is_queued(inline_imports) -> None:
-    at = open_datasets()
+    at = open_page("pages/datasets.py")
     at.file_uploader(key="zip_upload").upload("shots.zip", file_names_zip())
     at.run()
     at.text_input(key="zip_label_pattern").input(r"^[a-z]+\d")  # no group
@@ -127,10 +113,10 @@ def test_a_bad_label_pattern_is_refused_before_anything_is_queued(inline_imports
 
 def test_both_pages_warn_of_imbalance_and_name_the_remedy(studio_home) -> None:
     imbalanced_dataset()
-    warning = texts(open_datasets().warning)
+    warning = texts(open_page("pages/datasets.py").warning)
     assert "The classes are imbalanced: `big` has 150 training images, `small` 15" in warning
     assert "The Train page offers class weights or a balanced sampler" in warning
-    warning = texts(open_datasets("pages/train.py").warning)
+    warning = texts(open_page("pages/train.py").warning)
     assert "classes are imbalanced: `big`" in warning
     assert "This page offers class weights or a balanced sampler: More settings → Class " \
            "balance" in warning
@@ -163,7 +149,7 @@ def test_duplicates_get_a_gallery_and_one_click_saves_a_version_without_them(stu
     import_path(io.BytesIO(pets_with_copies()), "pets")
     original = load_dataset("pets")
     assert len(original.duplicates) == 2
-    at = open_datasets()
+    at = open_page("pages/datasets.py")
     metrics = {metric.label: metric.value for metric in at.metric}
     assert metrics["Exact groups"] == "1" and metrics["Near groups"] == "1"
     assert metrics["Extra copies"] == "2"

@@ -4,12 +4,10 @@ choices save a new dataset version, the original untouched."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from app_pages import open_page, texts
 from PIL import Image
-from streamlit.testing.v1 import AppTest
 
 from core.analysis import label_jobs
 from core.analysis.label_jobs import KIND, result_path
@@ -19,9 +17,6 @@ from core.data.dataset import list_datasets, load_dataset
 from core.durable import write_json_atomic
 from core.runs import imports
 from core.store import Store
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-TIMEOUT = 60
 
 
 @pytest.fixture
@@ -39,15 +34,8 @@ def halves(studio_home, monkeypatch):
     return builder.finish(val=0.2, test=0.2, seed=0)
 
 
-def open_labels() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.switch_page("pages/mistakes.py").run()
-    assert not at.exception, at.exception
-    return at
 
 
-def texts(elements) -> str:
-    return "\n".join(str(element.value) for element in elements)
 
 
 def plant_result(dataset) -> list[dict]:
@@ -66,7 +54,7 @@ def plant_result(dataset) -> list[dict]:
 
 
 def test_the_button_queues_the_search_and_the_worker_s_result_becomes_the_queue(halves) -> None:
-    at = open_labels()
+    at = open_page("pages/mistakes.py")
     assert "No search for likely label errors" in texts(at.info)
     at.number_input(key="labels_folds").set_value(2)
     at.number_input(key="labels_epochs").set_value(1)
@@ -92,7 +80,7 @@ def test_the_button_queues_the_search_and_the_worker_s_result_becomes_the_queue(
 
 def test_a_failed_search_says_why_and_a_running_one_can_be_cancelled(halves) -> None:
     job_id = label_jobs.submit_label_issues("halves", folds=2, epochs=1)
-    at = open_labels()
+    at = open_page("pages/mistakes.py")
     at.button(key=f"labels_cancel_{job_id}").click().run()
     assert Store().get_import(job_id)["status"] == "cancelled"
     assert "was cancelled" in texts(at.warning)
@@ -104,7 +92,7 @@ def test_a_failed_search_says_why_and_a_running_one_can_be_cancelled(halves) -> 
 
 def test_the_queue_is_worst_first_and_accept_and_drop_save_a_new_version(halves) -> None:
     issues = plant_result(halves)
-    at = open_labels()
+    at = open_page("pages/mistakes.py")
     captions = [c for c in texts(at.caption).splitlines() if c.startswith("given")]
     assert all(f"score {issue['score']:.3f}" in line
                for issue, line in zip(issues, captions, strict=True)), captions

@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+from app_pages import APP, open_page, texts
 from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 from streamlit.testing.v1 import AppTest
@@ -16,23 +17,6 @@ from core.data.dataset import load_dataset
 from core.serving.export import export_run
 from pages.ui.export import exports_folder
 from pages.ui.mistake_marks import REMOVE, short_option
-
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
-TIMEOUT = 60
-
-
-def open_page(page: str, **state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def texts(elements) -> str:
-    return "\n".join(str(element.value) for element in elements)
 
 
 def unescaped(elements) -> str:
