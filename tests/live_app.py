@@ -6,6 +6,7 @@ Playwright cannot download browsers here: Chromium comes from Debian (`apt-get i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -166,6 +168,18 @@ def kill_our_workers(home: Path) -> None:
     for pid in pids:
         if is_worker(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def served(home: Path, log: Path) -> Iterator[str]:
+    """A dashboard on workspace `home` for the `with` block (its URL); then the server is
+    stopped and the workers it started are ended."""
+    server = Server(home, log)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        kill_our_workers(home)
 
 
 def integrity(home: Path) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from live_app import CHROMIUM, CHROMIUM_ARGS, Server, kill_our_workers
+from live_app import CHROMIUM, CHROMIUM_ARGS, served
 
 
 @pytest.fixture
@@ -23,10 +23,15 @@ def browser():
 @pytest.fixture
 def app_url(tmp_path: Path) -> Iterator[str]:
     """A dashboard on a fresh, empty workspace; the workers it starts are ended afterwards."""
+    with served(tmp_path / "workspace", tmp_path / "streamlit.log") as url:
+        yield url
+
+
+@pytest.fixture
+def prepared_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The test's workspace, this process's too: what a test prepares here before it serves
+    the dashboard (`live_app.served`), the browser sees."""
     home = tmp_path / "workspace"
-    server = Server(home, tmp_path / "streamlit.log")
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        kill_our_workers(home)
+    monkeypatch.setenv("CNN_STUDIO_HOME", str(home))
+    monkeypatch.delenv("CNN_STUDIO_DB", raising=False)
+    return home

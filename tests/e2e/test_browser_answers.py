@@ -13,34 +13,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from live_app import NEEDS_CHROMIUM, Server, assert_no_exception, open_page, screenshot, wait_idle
+from live_app import NEEDS_CHROMIUM, assert_no_exception, open_page, screenshot, served, wait_idle
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, NEEDS_CHROMIUM]
 
 
 @pytest.fixture
-def trained_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def trained_app(prepared_home: Path, tmp_path: Path) -> Iterator[str]:
     from core.config import TrainConfig
     from core.data.catalog import add_demo
     from core.runs.execute import execute_run
     from core.runs.record import new_run
     from core.store import Store
 
-    home = tmp_path / "workspace"
-    monkeypatch.setenv("CNN_STUDIO_HOME", str(home))
-    monkeypatch.delenv("CNN_STUDIO_DB", raising=False)
     add_demo("shapes", "shapes")
     store = Store()
     for name, epochs in (("six-epochs", 6), ("one-epoch", 1)):
         run_id = new_run(TrainConfig(data="shapes", model="tiny-cnn", epochs=epochs, seed=0,
                                      device="cpu", name=name), store, status="running")
         assert execute_run(run_id, store)["status"] == "completed"
-    server = Server(home, tmp_path / "streamlit.log")
-    try:
-        yield server.start()
-    finally:
-        server.stop()
+    with served(prepared_home, tmp_path / "streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from live_app import (
     NEEDS_CHROMIUM,
-    Server,
     assert_no_exception,
-    kill_our_workers,
     open_page,
     screenshot,
+    served,
     wait_idle,
 )
 
@@ -22,19 +21,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, NEEDS_CHROMIUM]
 
 
 @pytest.fixture
-def shapes_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def shapes_app(prepared_home: Path, tmp_path: Path) -> Iterator[str]:
     from core.data.catalog import add_demo
 
-    home = tmp_path / "workspace"
-    monkeypatch.setenv("CNN_STUDIO_HOME", str(home))
-    monkeypatch.delenv("CNN_STUDIO_DB", raising=False)
     add_demo("shapes", "shapes")
-    server = Server(home, tmp_path / "streamlit.log")
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-        kill_our_workers(home)
+    with served(prepared_home, tmp_path / "streamlit.log") as url:
+        yield url
 
 
 def test_the_label_error_queue_is_found_in_the_background_and_saves_a_version(
