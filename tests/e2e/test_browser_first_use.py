@@ -126,6 +126,20 @@ def test_first_use_of_the_datasets_page(served, page, tmp_path: Path, monkeypatc
     zip_uploader(page).locator("input[type=file]").set_input_files(many)
     expect(zip_uploader(page).get_by_text(many.name)).to_be_visible(timeout=60_000)
     name_box = page.get_by_role("textbox", name="Dataset name").first
+    # The name's rule is there before any submit (the label's help), and a URL typed into the
+    # name is shown as text in the error, never as a link.
+    zip_form = page.locator("[data-testid='stTextInput']").filter(has_text="Dataset name").first
+    zip_form.locator("[data-testid='stTooltipIcon']").hover()
+    expect(page.get_by_text("1-64 letters, digits").first).to_be_visible()
+    name_box.fill("https://example.com/x")
+    name_box.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Import zip").click()
+    wait_idle(page)
+    error = page.locator("[data-testid='stAlertContentError']").filter(has_text="example.com")
+    expect(error.first).to_be_visible()
+    assert error.first.locator("a").count() == 0, "user text rendered as a link"
+    assert page.locator("a[href*='example.com']").count() == 0
     name_box.fill("many")
     name_box.press("Enter")
     wait_idle(page)
@@ -150,6 +164,24 @@ def test_first_use_of_the_datasets_page(served, page, tmp_path: Path, monkeypatc
     assert_no_exception(page)
     screenshot(page, "train-time-estimate")
 
+    # After a recipe click, "More settings" stays open through the first change inside it.
+    page.locator("[data-testid='stButton']").filter(has_text="Quick on a CPU").first \
+        .get_by_role("button").click()
+    wait_idle(page)
+    more = page.locator("[data-testid='stExpander']").filter(has_text="More settings").first
+    more.locator("summary").click()
+    wait_idle(page)
+    assert more.locator("details").get_attribute("open") is not None
+    more.locator("[data-testid='stNumberInputStepUp']").first.click()
+    wait_idle(page)
+    page.wait_for_timeout(1000)
+    wait_idle(page)
+    assert more.locator("details").get_attribute("open") is not None, "it folded shut"
+    page.reload()  # a fresh session: the recipe's settings are not the timm run's
+    wait_idle(page)
+    page.get_by_text("Estimated time:").first.wait_for(timeout=120_000)
+    wait_idle(page)
+
     # A timm architecture starts from a weights file on this machine, and trains.
     weights = timm_weights(tmp_path / "test_resnet.safetensors")
     page.locator("[data-testid='stButtonGroup']").get_by_text("timm architecture").click()
@@ -166,6 +198,39 @@ def test_first_use_of_the_datasets_page(served, page, tmp_path: Path, monkeypatc
     run = finished_run("test_resnet")
     assert run["status"] == "completed", run.get("error")
     assert run["config"]["weights"] == str(weights)
+    assert_no_exception(page)
+
+    # Classify's latency is the median of several calls, with their spread.
+    picture = tmp_path / "grey.png"
+    picture.write_bytes(png((120, 120, 120), 32))
+    sidebar_link(page, "Classify").click()
+    wait_idle(page, timeout=120)
+    page.locator("[data-testid='stFileUploader'] input[type=file]").first \
+        .set_input_files(picture)
+    latency = page.get_by_text(re.compile(r"predicted in .*median of \d+, .*–")).first
+    latency.wait_for(timeout=120_000)
+    wait_idle(page, timeout=120)
+    assert_no_exception(page)
+    screenshot(page, "classify-latency")
+
+    # Classify many: choosing a new zip clears the previous zip's result.
+    page.get_by_role("tab", name="Classify many").click()
+    wait_idle(page)
+    many_box = page.locator("[data-testid='stFileUploader']").filter(has_text="A zip of images")
+    many_box.locator("input[type=file]").set_input_files(small)
+    expect(many_box.get_by_text(small.name)).to_be_visible(timeout=60_000)
+    wait_idle(page)
+    page.get_by_role("button", name="Classify all").click()
+    classified = page.locator("[data-testid='stMetric']").filter(has_text="Images classified")
+    expect(classified.first).to_be_visible(timeout=120_000)
+    wait_idle(page, timeout=120)
+    other = small_zip(tmp_path / "colours-again.zip", per_class=4)
+    many_box.locator("input[type=file]").set_input_files(other)
+    expect(many_box.get_by_text(other.name)).to_be_visible(timeout=60_000)
+    wait_idle(page)
+    page.wait_for_timeout(1000)
+    wait_idle(page)
+    assert classified.count() == 0, "the previous zip's result is still on screen"
     assert_no_exception(page)
 
     assert not deprecation_warnings(server.log)
