@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from live_app import NEEDS_CHROMIUM, assert_no_exception, open_page, screenshot, served, wait_idle
+from live_app import (
+    NEEDS_CHROMIUM,
+    assert_no_exception,
+    open_page,
+    screenshot,
+    served,
+    settle,
+    wait_idle,
+)
 from PIL import Image
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, NEEDS_CHROMIUM]
@@ -50,14 +58,17 @@ def test_noise_is_none_of_the_classes_and_compare_shows_what_changed(trained_app
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)) \
         .save(noise)
     open_page(page, f"{trained_app}/classify")  # the best run (six epochs) by default
+    settle(page)
     page.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(noise)
-    page.get_by_text("None of the classes I know").first.wait_for(timeout=60_000)
+    page.get_by_text(re.compile("predicted in")).first.wait_for(timeout=180_000)
     wait_idle(page)
+    main = page.inner_text("[data-testid='stMain']")
+    assert "None of the classes I know" in main, main[:2000]
     assert_no_exception(page)
     screenshot(page, "classify-unknown")
 
     open_page(page, f"{trained_app}/compare")
-    page.get_by_text("What changed, image by image").wait_for(timeout=60_000)
+    page.get_by_text("What changed, image by image").wait_for(timeout=180_000)
     shown = 0
     for kind in ("Fixed", "Broken", "Both wrong"):  # each tab: its images, or "None."
         tab = page.get_by_role("tab", name=re.compile(rf"^{kind}.* · \d+$")).first

@@ -22,6 +22,7 @@ from live_app import (
     kill_our_workers,
     open_page,
     screenshot,
+    settle,
     wait_idle,
 )
 from playwright.sync_api import expect
@@ -205,6 +206,7 @@ def test_first_use_of_the_datasets_page(served, page, tmp_path: Path, monkeypatc
     picture.write_bytes(png((120, 120, 120), 32))
     sidebar_link(page, "Classify").click()
     wait_idle(page, timeout=120)
+    settle(page)
     page.locator("[data-testid='stFileUploader'] input[type=file]").first \
         .set_input_files(picture)
     latency = page.get_by_text(re.compile(r"predicted in .*median of \d+, .*–")).first
