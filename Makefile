@@ -30,7 +30,8 @@ test: install-dev
 # The unit and AppTest lanes only (no browser, torchrun, Ray, kills or soaks), two processes
 test-fast: install-dev
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n 2 -m "not slow" tests/unit tests/app
+	# One torch thread per xdist worker: two workers on two cores, not four threads fighting for them.
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m "not slow" tests/unit tests/app
 
 lint: install-dev
 	$(PY) -m ruff check .

@@ -19,7 +19,7 @@ from upload_files import png, zip_bytes
 
 from core.config import TrainConfig, settings
 from core.data.dataset import list_datasets
-from core.runs import imports, queue
+from core.runs import imports
 from core.runs.execute import execute_run
 from core.runs.record import new_run
 from core.store import Store
@@ -211,7 +211,6 @@ def test_deleting_a_dataset_asks_first(shapes_dataset) -> None:
 # Train --------------------------------------------------------------------------------------
 
 def test_start_queues_the_run_and_opens_it(shapes_dataset, monkeypatch) -> None:
-    monkeypatch.setattr(queue, "ensure_worker", lambda: False)  # no worker process in this test
     at = open_page("pages/train.py")
     at.number_input(key="train_epochs").set_value(2)
     at.button(key="train_start").click().run()
@@ -250,7 +249,6 @@ def test_the_train_form_is_made_from_the_config_schema(shapes_dataset) -> None:
 
 
 def test_a_custom_network_is_queued_with_its_layers(shapes_dataset, monkeypatch) -> None:
-    monkeypatch.setattr(queue, "ensure_worker", lambda: False)
     at = open_page("pages/train.py")
     at.button_group(key="train_kind").set_value("Custom layers").run()
     at.button(key="train_start").click().run()
@@ -399,7 +397,6 @@ def test_the_train_page_lists_the_model_layer_by_layer(shapes_dataset) -> None:
 
 
 def test_a_recipe_fills_the_train_form_in_one_click(shapes_dataset, monkeypatch) -> None:
-    monkeypatch.setattr(queue, "ensure_worker", lambda: False)
     at = open_page("pages/train.py")
     at.button(key="recipe_speed-run").click().run()
     assert not at.exception, at.exception
@@ -421,7 +418,6 @@ def test_a_recipe_fills_the_train_form_in_one_click(shapes_dataset, monkeypatch)
 
 
 def test_resume_queues_a_stopped_run_again(trained_run, monkeypatch) -> None:
-    monkeypatch.setattr(queue, "ensure_worker", lambda: False)
     Store().update_run(trained_run, status="stopped")
     at = open_page("pages/runs.py")
     at.button(key="run_resume").click().run()

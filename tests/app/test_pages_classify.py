@@ -20,7 +20,6 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import TrainConfig
 from core.data.demo import shapes_arrays
-from core.runs import queue
 from core.runs.execute import execute_run
 from core.runs.record import new_run, run_folder
 from core.serving.export import export_run
@@ -224,7 +223,6 @@ def test_safetensors_and_card_import_as_a_new_run(trained_run, tmp_path: Path) -
 # Train: transfer learning ----------------------------------------------------------------
 
 def test_train_queues_init_from_and_freeze_epochs(trained_run, monkeypatch) -> None:
-    monkeypatch.setattr(queue, "ensure_worker", lambda: False)  # no worker process in this test
     at = open_page("pages/train.py")
     assert at.selectbox(key="train_init_from").value == ""  # from scratch
     with pytest.raises(KeyError):
@@ -238,7 +236,6 @@ def test_train_queues_init_from_and_freeze_epochs(trained_run, monkeypatch) -> N
 
 
 def test_train_offers_frozen_epochs_for_the_pretrained_model(shapes_dataset, monkeypatch) -> None:
-    monkeypatch.setattr(queue, "ensure_worker", lambda: False)
     at = open_page("pages/train.py")
     at.button_group(key="train_kind").set_value("Pretrained EfficientNet-Lite").run()
     at.number_input(key="train_freeze_epochs").set_value(2).run()
@@ -250,7 +247,6 @@ def test_train_offers_frozen_epochs_for_the_pretrained_model(shapes_dataset, mon
 
 
 def test_train_offers_the_pretrained_lite2_next_to_lite0(shapes_dataset, monkeypatch) -> None:
-    monkeypatch.setattr(queue, "ensure_worker", lambda: False)
     at = open_page("pages/train.py")
     at.button_group(key="train_kind").set_value("Pretrained EfficientNet-Lite").run()
     picker = at.selectbox(key="train_pretrained")

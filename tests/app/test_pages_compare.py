@@ -14,13 +14,11 @@ import pytest
 from app_pages import open_page, texts
 from streamlit.testing.v1 import AppTest
 
-from core.analysis import sweep
 from core.analysis.compare import run_colors
 from core.analysis.error_analysis import cell_images, validation_predictions
 from core.analysis.paired import compare_runs
 from core.config import TrainConfig
 from core.data.dataset import list_datasets, load_dataset
-from core.runs import queue
 from core.runs.execute import execute_run
 from core.runs.record import delete_run, new_run
 from core.store import Store
@@ -47,16 +45,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
             execute_run(run_id, store)
             ids[name] = run_id
         yield ids
-
-
-@pytest.fixture(autouse=True)
-def no_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(queue, "ensure_worker", lambda: False)
-    monkeypatch.setattr(sweep, "ensure_worker", lambda: False)
-
-
-
-
 
 
 def figures(at: AppTest) -> dict[str, dict]:

@@ -65,10 +65,8 @@ def test_sweep_sums_its_runs(shapes_dataset, probe_measures) -> None:
 
 def test_a_timm_network_starts_from_a_weights_file_chosen_on_the_train_page(
         shapes_dataset, probe_measures, monkeypatch, tmp_path) -> None:
-    from core.runs import queue
     from core.store import Store
 
-    monkeypatch.setattr(queue, "ensure_worker", lambda: False)
     probe_measures(1e15)
     at = open_page("pages/train.py")
     at.segmented_control(key="train_kind").set_value("timm architecture").run()

@@ -106,10 +106,8 @@ def test_an_imported_model_shows_its_card_s_metrics_not_empty_epochs(trained_run
 
 
 def test_a_run_changed_from_its_recipe_says_modified(shapes_dataset, monkeypatch) -> None:
-    from core.runs import queue
     from core.store import Store
 
-    monkeypatch.setattr(queue, "ensure_worker", lambda: False)
     at = open_page("pages/train.py")
     at.button(key="recipe_cpu-quick").click().run()
     at.button(key="train_start").click().run()
@@ -268,12 +266,10 @@ def test_compare_s_confusion_matrices_stay_legible_at_twenty_classes(trained_run
 
 def test_the_sweep_form_has_train_s_augmentation_settings_for_every_run(shapes_dataset,
                                                                         monkeypatch) -> None:
-    from core.analysis import sweep
     from core.config import AUGMENTATION, settings
     from core.store import Store
     from pages.ui.settings_form import group_settings
 
-    monkeypatch.setattr(sweep, "ensure_worker", lambda: False)
     train = open_page("pages/train.py")
     at = open_page("pages/sweeps.py")
     names = group_settings(AUGMENTATION)

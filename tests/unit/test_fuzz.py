@@ -84,6 +84,7 @@ def assert_safe(name: str) -> None:
     assert (Path(root) / name).is_relative_to(root)
 
 
+@pytest.mark.slow  # make test only; make test-fast leaves it out
 @budget(1500)
 @given(names)
 def test_an_accepted_name_stays_inside_its_folder(raw):
@@ -95,6 +96,7 @@ def test_an_accepted_name_stays_inside_its_folder(raw):
         assert_safe(name)
 
 
+@pytest.mark.slow  # make test only; make test-fast leaves it out
 @budget(1500)
 @given(names)
 def test_sanitising_is_idempotent(raw):

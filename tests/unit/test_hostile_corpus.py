@@ -53,9 +53,14 @@ class Case:
 CASES: dict[str, Callable[[Path], Case]] = {}
 
 
-def case(name: str):
+SLOW_CASES: set[str] = set()  # make test only; make test-fast leaves them out
+
+
+def case(name: str, slow: bool = False):
     def register(build: Callable[[Path], Case]) -> Callable[[Path], Case]:
         CASES[name] = build
+        if slow:
+            SLOW_CASES.add(name)
         return build
     return register
 
@@ -213,7 +218,7 @@ def _(src):
                 limits=IngestLimits(max_entries=50_000), refusal="more than 50,000 files")
 
 
-@case("zip: 100k tiny entries under the default caps")
+@case("zip: 100k tiny entries under the default caps", slow=True)
 def _(src):
     return Case(save(src, hundred_k_zip()), "cleaned",
                 limits=IngestLimits(max_written_bytes=8 * MiB), min_dropped=100_000)
@@ -505,7 +510,8 @@ def tally():
               "model files refused unrun")
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.slow) if name in SLOW_CASES else name for name in CASES])
 def test_hostile_upload_is_refused_or_cleaned_and_nothing_escapes(name, tmp_path, monkeypatch):
     ws, src = tmp_path / "ws", tmp_path / "src"
     monkeypatch.setenv("CNN_STUDIO_HOME", str(ws))
