@@ -90,7 +90,8 @@ def build_cache(dataset: Dataset, size: int,
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
     remove_abandoned_builds(path)
-    files = [str(dataset.folder / item.file) for item in dataset.items]
+    folder = dataset.folder  # once: it resolves the workspace path each time it is read
+    files = [str(folder / item.file) for item in dataset.items]
     shape = (len(files), size, size, dataset.channels)
     try:
         with tmp.open("wb") as out:

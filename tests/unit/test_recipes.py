@@ -52,14 +52,15 @@ def test_speed_run_on_a_fashion_mnist_sized_set_is_the_speed_run_recipe(fake_siz
     TrainConfig(data="fake", **settings).validate()
 
 
-def test_the_cpu_recipes_are_tiny_bn_and_adapt_their_epochs(fake_sizes) -> None:
+def test_the_cpu_recipes_are_tiny_bn_pooled_and_adapt_their_epochs(fake_sizes) -> None:
     settings = recipe_settings("cpu-quick", FakeDataset(size=28, train=54_000))
-    assert (settings["model"], settings["batch_size"], settings["epochs"]) == ("tiny-bn", 256, 5)
+    quick = (settings["model"], settings["batch_size"], settings["epochs"])
+    assert quick == ("tiny-bn-pooled", 256, 4)
     assert settings["optimizer"] == "adamw" and settings["tta_flip"] and not settings["compile"]
     assert settings["label_smoothing"] == pytest.approx(0.1) and settings["pad_crop"] is None
     TrainConfig(data="fake", **settings).validate()
     longer = recipe_settings("cpu-accurate", FakeDataset(size=28, train=54_000))
-    assert (longer["model"], longer["batch_size"], longer["epochs"]) == ("tiny-bn", 128, 12)
+    assert (longer["model"], longer["batch_size"], longer["epochs"]) == ("tiny-bn-pooled", 128, 12)
     small = recipe_settings("cpu-quick", FakeDataset(size=16, train=300))
     assert small["batch_size"] == 32 and small["epochs"] == 40  # 9 steps an epoch: 400 capped
 
