@@ -121,11 +121,16 @@ def wait_idle(page, timeout: float = 60) -> None:
     page.wait_for_function(IDLE, timeout=timeout * 1000)
 
 
-def settle(page) -> None:
-    """Before choosing a file on a page just opened: a file chosen in the first moment after a
-    page load is sometimes never sent (no script run follows; 1 in 5 here, issue 17's note)."""
-    page.wait_for_timeout(3000)
-    wait_idle(page)
+def uploader(page, label: str):
+    """The file uploader whose label starts with `label`. Never the page's first one: uploaders
+    draw a moment after the script run ends (their component loads lazily), and those of the
+    other tabs can draw first, so a file given to `.first` on a page just opened could land in
+    Classify's "Model card (.json)" uploader and never be classified."""
+    return page.locator("[data-testid='stFileUploader']").filter(has_text=label)
+
+
+def choose_file(page, label: str, path) -> None:
+    uploader(page, label).locator("input[type=file]").set_input_files(path)
 
 
 def screenshot(page, name: str) -> None:

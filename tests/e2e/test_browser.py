@@ -16,6 +16,7 @@ import pytest
 from live_app import (
     NEEDS_CHROMIUM,
     assert_no_exception,
+    choose_file,
     open_page,
     screenshot,
     wait_idle,
@@ -72,12 +73,10 @@ def page(app_url: str, browser):
 
 
 def upload_until_shown(page, image: Path, shown, attempts: int = 2) -> None:
-    """Upload `image` on the page's first uploader until `shown` appears. Under a loaded CPU
-    an upload made between two script runs was sometimes dropped by the re-rendered uploader
-    (seen in 3 of ~8 full-suite runs); one more upload after the page settles is allowed."""
-    uploader = page.locator("[data-testid='stFileUploader'] input[type=file]").first
+    """Classify `image` until `shown` appears. Under a loaded CPU one more upload after the page
+    settles is allowed."""
     for attempt in range(attempts):
-        uploader.set_input_files(image)
+        choose_file(page, "Images to classify", image)
         try:
             shown.wait_for(timeout=45_000)
             return
@@ -118,7 +117,7 @@ def test_a_zip_becomes_two_compared_models_that_classify_a_photo(app_url: str, p
 
     # Datasets: upload the zip, name it, import.
     open_page(page, f"{app_url}/datasets")
-    page.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(archive)
+    choose_file(page, "A zip of class folders", archive)
     page.get_by_text("shapes.zip").first.wait_for()
     name_box = page.get_by_role("textbox", name="Dataset name").first
     name_box.fill("shapes3")

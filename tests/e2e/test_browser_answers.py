@@ -16,10 +16,10 @@ import pytest
 from live_app import (
     NEEDS_CHROMIUM,
     assert_no_exception,
+    choose_file,
     open_page,
     screenshot,
     served,
-    settle,
     wait_idle,
 )
 from PIL import Image
@@ -58,8 +58,7 @@ def test_noise_is_none_of_the_classes_and_compare_shows_what_changed(trained_app
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)) \
         .save(noise)
     open_page(page, f"{trained_app}/classify")  # the best run (six epochs) by default
-    settle(page)
-    page.locator("[data-testid='stFileUploader'] input[type=file]").first.set_input_files(noise)
+    choose_file(page, "Images to classify", noise)
     page.get_by_text(re.compile("predicted in")).first.wait_for(timeout=180_000)
     wait_idle(page)
     main = page.inner_text("[data-testid='stMain']")

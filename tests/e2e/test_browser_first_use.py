@@ -18,11 +18,12 @@ from live_app import (
     NEEDS_CHROMIUM,
     Server,
     assert_no_exception,
+    choose_file,
     deprecation_warnings,
     kill_our_workers,
     open_page,
     screenshot,
-    settle,
+    uploader,
     wait_idle,
 )
 from playwright.sync_api import expect
@@ -84,7 +85,7 @@ def page(served, browser):
 
 
 def zip_uploader(page):
-    return page.locator("[data-testid='stFileUploader']").first
+    return uploader(page, "A zip of class folders")
 
 
 def import_small_zip(page, archive: Path, name: str) -> None:
@@ -206,9 +207,7 @@ def test_first_use_of_the_datasets_page(served, page, tmp_path: Path, monkeypatc
     picture.write_bytes(png((120, 120, 120), 32))
     sidebar_link(page, "Classify").click()
     wait_idle(page, timeout=120)
-    settle(page)
-    page.locator("[data-testid='stFileUploader'] input[type=file]").first \
-        .set_input_files(picture)
+    choose_file(page, "Images to classify", picture)
     latency = page.get_by_text(re.compile(r"predicted in .*median of \d+, .*–")).first
     latency.wait_for(timeout=120_000)
     wait_idle(page, timeout=120)
@@ -218,7 +217,7 @@ def test_first_use_of_the_datasets_page(served, page, tmp_path: Path, monkeypatc
     # Classify many: choosing a new zip clears the previous zip's result.
     page.get_by_role("tab", name="Classify many").click()
     wait_idle(page)
-    many_box = page.locator("[data-testid='stFileUploader']").filter(has_text="A zip of images")
+    many_box = uploader(page, "A zip of images")
     many_box.locator("input[type=file]").set_input_files(small)
     expect(many_box.get_by_text(small.name)).to_be_visible(timeout=60_000)
     wait_idle(page)

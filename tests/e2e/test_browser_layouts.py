@@ -10,7 +10,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from live_app import NEEDS_CHROMIUM, assert_no_exception, open_page, screenshot, wait_idle
+from live_app import (
+    NEEDS_CHROMIUM,
+    assert_no_exception,
+    open_page,
+    screenshot,
+    uploader,
+    wait_idle,
+)
 from playwright.sync_api import expect
 from upload_files import png
 
@@ -52,9 +59,9 @@ def page(app_url: str, browser):
 
 
 def import_zip(page, archive: Path, name: str, images: int) -> None:
-    uploader = page.locator("[data-testid='stFileUploader']").first
-    uploader.locator("input[type=file]").set_input_files(archive)
-    expect(uploader.get_by_text(archive.name)).to_be_visible(timeout=60_000)
+    zip_box = uploader(page, "A zip of class folders")
+    zip_box.locator("input[type=file]").set_input_files(archive)
+    expect(zip_box.get_by_text(archive.name)).to_be_visible(timeout=60_000)
     name_box = page.get_by_role("textbox", name="Dataset name").first
     name_box.fill(name)
     name_box.press("Enter")
