@@ -11,6 +11,7 @@ reach either tab or the soak processes.
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import random
 import re
 import sqlite3
@@ -49,12 +50,12 @@ pytestmark = [
 
 # The soak: processes writing and reading the store while the tabs queue runs ---------------
 
-def soak_writer(seed: int, stop, results) -> None:
+def soak_writer(seed: int, stop, results, ready) -> None:
     """Runs of its own (status `stopped`, so no worker claims them): metric batches, some
     repeated as a resumed run writes them, heartbeats, updates, and start-up reconciles."""
     store, rng, ops, errors = Store(), random.Random(seed), Counter(), []
     config = TrainConfig(data="shapes", epochs=1, device="cpu").to_dict()
-    runs, step = [], 0
+    runs, step, announced = [], 0, False
     while not stop.is_set():
         try:
             if len(runs) < 3:
@@ -75,12 +76,16 @@ def soak_writer(seed: int, stop, results) -> None:
             step += 20
         except Exception:  # noqa: BLE001 - counting every failure is the point
             errors.append(traceback.format_exc(limit=3))
+        if not announced:  # Soak.start waits for every process's first try at the store
+            ready.put(True)
+            announced = True
         time.sleep(0.01)  # a busy store, not a CPU hog on a shared 2-core machine
     results.put(("writer", dict(ops), errors))
 
 
-def soak_reader(seed: int, stop, results) -> None:
+def soak_reader(seed: int, stop, results, ready) -> None:
     store, rng, ops, errors = Store(), random.Random(seed), Counter(), []
+    announced = False
     while not stop.is_set():
         try:
             runs = store.list_runs()
@@ -90,6 +95,9 @@ def soak_reader(seed: int, stop, results) -> None:
             ops["read"] += 1
         except Exception:  # noqa: BLE001
             errors.append(traceback.format_exc(limit=3))
+        if not announced:  # Soak.start waits for every process's first try at the store
+            ready.put(True)
+            announced = True
         time.sleep(0.01)
     results.put(("reader", dict(ops), errors))
 
@@ -97,17 +105,26 @@ def soak_reader(seed: int, stop, results) -> None:
 class Soak:
     def __init__(self) -> None:
         context = multiprocessing.get_context("spawn")  # CNN_STUDIO_HOME goes with the env
-        self.stop, self.results = context.Event(), context.Queue()
-        self.processes = [context.Process(target=soak_writer, args=(seed, self.stop,
-                                                                    self.results))
+        self.stop, self.results, self.ready = context.Event(), context.Queue(), context.Queue()
+        queues = (self.stop, self.results, self.ready)
+        self.processes = [context.Process(target=soak_writer, args=(seed, *queues))
                           for seed in range(SOAK_WRITERS)]
-        self.processes += [context.Process(target=soak_reader, args=(100 + seed, self.stop,
-                                                                     self.results))
+        self.processes += [context.Process(target=soak_reader, args=(100 + seed, *queues))
                            for seed in range(SOAK_READERS)]
 
     def start(self) -> None:
+        """Start every soak process and wait until each has done its first store operation: a
+        spawned process imports torch and the store first, which on a loaded CI machine once
+        took longer than the whole test, so the tabs ran with no soak at all."""
         for process in self.processes:
             process.start()
+        for started in range(len(self.processes)):
+            try:
+                self.ready.get(timeout=180)
+            except queue.Empty:
+                alive = sum(process.is_alive() for process in self.processes)
+                raise AssertionError(f"only {started} of {len(self.processes)} soak processes "
+                                     f"reached the store in 180 s ({alive} alive)") from None
 
     def finish(self) -> tuple[Counter, list[str]]:
         self.stop.set()
