@@ -21,15 +21,10 @@ def _conv_relu(in_chans: int, out_chans: int) -> list[nn.Module]:
     return [nn.Conv2d(in_chans, out_chans, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
 
 
-@register_preset("tiny-cnn")
-def tiny_cnn(in_chans: int, num_classes: int, image_size: int) -> nn.Module:
-    """Keras CIFAR-10 tutorial net: two 3x3 conv+pool blocks (32, 64), dense 128."""
-    layers = [
-        *_conv_relu(in_chans, 32),
-        nn.MaxPool2d(2),
-        *_conv_relu(32, 64),
-        nn.MaxPool2d(2),
-    ]
+def _tiny_network(blocks: list[nn.Module], in_chans: int, num_classes: int,
+                  image_size: int) -> nn.Module:
+    """The two conv blocks of the tiny presets, then their shared dense-128 head."""
+    layers = list(blocks)
     if image_size > 64:
         # Without this a 224 px input flattens to 56*56*64 features and the first dense
         # layer alone would hold 25M weights; 8x8 keeps it at 0.5M whatever the input size.
@@ -44,43 +39,32 @@ def tiny_cnn(in_chans: int, num_classes: int, image_size: int) -> nn.Module:
     return nn.Sequential(*features, *head)
 
 
+@register_preset("tiny-cnn")
+def tiny_cnn(in_chans: int, num_classes: int, image_size: int) -> nn.Module:
+    """Keras CIFAR-10 tutorial net: two 3x3 conv+pool blocks (32, 64), dense 128."""
+    blocks = [*_conv_relu(in_chans, 32), nn.MaxPool2d(2), *_conv_relu(32, 64), nn.MaxPool2d(2)]
+    return _tiny_network(blocks, in_chans, num_classes, image_size)
+
+
 @register_preset("tiny-bn")
 def tiny_bn(in_chans: int, num_classes: int, image_size: int) -> nn.Module:
     """tiny-cnn with BatchNorm after each conv: the same cost, trains at higher rates."""
-    layers: list[nn.Module] = []
+    blocks: list[nn.Module] = []
     for cin, cout in [(in_chans, 32), (32, 64)]:
-        layers += [nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False),
+        blocks += [nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False),
                    nn.BatchNorm2d(cout), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
-    if image_size > 64:
-        layers.append(nn.AdaptiveAvgPool2d(8))  # as tiny-cnn: the dense layer stays small
-    layers.append(nn.Flatten())
-    features = nn.Sequential(*layers)
-    head = nn.Sequential(
-        nn.Linear(_flat_size(features, in_chans, image_size), 128),
-        nn.ReLU(inplace=True),
-        nn.Linear(128, num_classes),
-    )
-    return nn.Sequential(*features, *head)
+    return _tiny_network(blocks, in_chans, num_classes, image_size)
 
 
 @register_preset("tiny-bn-pooled")
 def tiny_bn_pooled(in_chans: int, num_classes: int, image_size: int) -> nn.Module:
     """tiny-bn with each block pooled straight after its conv (conv, pool, BatchNorm, ReLU): the
     BatchNorm and ReLU then see a quarter of the pixels, as in the CIFAR speed-run networks."""
-    layers: list[nn.Module] = []
+    blocks: list[nn.Module] = []
     for cin, cout in [(in_chans, 32), (32, 64)]:
-        layers += [nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False),
+        blocks += [nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=False),
                    nn.MaxPool2d(2), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-    if image_size > 64:
-        layers.append(nn.AdaptiveAvgPool2d(8))  # as tiny-cnn: the dense layer stays small
-    layers.append(nn.Flatten())
-    features = nn.Sequential(*layers)
-    head = nn.Sequential(
-        nn.Linear(_flat_size(features, in_chans, image_size), 128),
-        nn.ReLU(inplace=True),
-        nn.Linear(128, num_classes),
-    )
-    return nn.Sequential(*features, *head)
+    return _tiny_network(blocks, in_chans, num_classes, image_size)
 
 
 @register_preset("small-cnn")
