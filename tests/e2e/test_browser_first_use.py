@@ -8,6 +8,7 @@ Debian's chromium driven by playwright against `streamlit run app.py` on its own
 
 from __future__ import annotations
 
+import io
 import re
 import zipfile
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from live_app import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
     NEEDS_CHROMIUM,
     Server,
     assert_no_exception,
@@ -26,6 +29,7 @@ from live_app import (
     uploader,
     wait_idle,
 )
+from PIL import Image
 from playwright.sync_api import expect
 from upload_files import png
 
@@ -77,11 +81,23 @@ def served(tmp_path: Path):
         kill_our_workers(home)
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """One Chromium for both tests of this file: one real browser session, as a new user has."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
 @pytest.fixture
-def page(served, browser):
+def page(browser):
     tab = browser.new_page(viewport={"width": 1400, "height": 1000})
     tab.set_default_timeout(30_000)
     yield tab
+    tab.close()
 
 
 def zip_uploader(page):
@@ -268,3 +284,195 @@ def finished_run(model: str, timeout_s: float = 300) -> dict:
             return Store().get_run(runs[0]["run_id"])
         time.sleep(1)
     raise AssertionError(f"no finished {model} run within {timeout_s:.0f} s")
+
+
+def noise_zip(path: Path, per_class: int = 20) -> Path:
+    """Three classes of random-noise PNGs under a camera-roll folder: a model cannot learn them,
+    so every run makes mistakes to look at, and each image keeps a path a person would know."""
+    rng = np.random.default_rng(1)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in ("cats", "dogs", "birds"):
+            for index in range(per_class):
+                pixels = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+                buffer = io.BytesIO()
+                Image.fromarray(pixels).save(buffer, format="PNG")
+                archive.writestr(f"holiday/{name}/IMG_{index:04d}.png", buffer.getvalue())
+    return path
+
+
+@pytest.fixture
+def rough_app(prepared_home: Path, tmp_path: Path):
+    """A workspace with a dataset imported from a zip and one run trained on it."""
+    from core.config import TrainConfig
+    from core.data.catalog import import_path
+    from core.runs.execute import execute_run
+    from core.runs.record import new_run
+    from core.store import Store
+
+    import_path(noise_zip(tmp_path / "holiday.zip"), "holiday")
+    store = Store()
+    run_id = new_run(TrainConfig(data="holiday", model="tiny-cnn", epochs=2, seed=0,
+                                 device="cpu", name="prepared"), store, status="running")
+    assert execute_run(run_id, store)["status"] == "completed"
+    server = Server(prepared_home, tmp_path / "streamlit.log")
+    try:
+        yield server.start(), run_id
+    finally:
+        server.stop()
+        kill_our_workers(prepared_home)
+
+
+def significant_digits(value: str) -> int:
+    return len(value.lower().split("e")[0].replace(".", "").replace("-", "").lstrip("0"))
+
+
+def heatmaps(page) -> list[dict]:
+    """Each heatmap on the page: its axes' labels and the numbers written in its cells (the SVG
+    plotly drew, as a person sees it)."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .filter(plot => plot.querySelector('.heatmaplayer .hm'))
+        .map(plot => ({
+            x: Array.from(plot.querySelectorAll('.xtick text')).map(t => t.textContent),
+            y: Array.from(plot.querySelectorAll('.ytick text')).map(t => t.textContent),
+            font: parseFloat(plot.querySelector('.xtick text')?.style.fontSize || '0'),
+            cells: Array.from(plot.querySelectorAll('.heatmaplayer text')).map(t => t.textContent),
+        }))""")
+
+
+def tables_fit(page) -> list[tuple[int, int]]:
+    """(scroll width, visible width) of every table: equal when no column is cut off."""
+    return page.evaluate("""() => Array.from(document.querySelectorAll(
+        "[data-testid='stDataFrame'] .dvn-scroller")).map(s => [s.scrollWidth, s.clientWidth])""")
+
+
+def download(page, container, button: str):
+    with page.expect_download() as caught:
+        container.get_by_role("button", name=button).click()
+    return caught.value
+
+
+def saved(download, folder: Path) -> Path:
+    path = folder / download.suggested_filename
+    download.save_as(path)
+    return path
+
+
+def test_the_rough_edges_a_new_user_sees(rough_app, page, tmp_path: Path) -> None:
+    url, prepared = rough_app
+    from core.data.dataset import load_dataset
+    from core.store import Store
+
+    # The zip tab shows an archive, not a folder.
+    open_page(page, f"{url}/datasets")
+    zip_tab = page.get_by_role("tab", name=re.compile("Zip file"))
+    assert zip_tab.first.get_by_role("img").get_attribute("aria-label") == "archive icon"
+
+    # "Use the suggested rate" writes two significant digits; a recipe changed says so.
+    sidebar_link(page, "Train").click()
+    wait_idle(page, timeout=120)
+    page.locator("[data-testid='stButton']").filter(has_text="Quick on a CPU").first \
+        .get_by_role("button").click()
+    wait_idle(page)
+    epochs = page.get_by_role("spinbutton", name="Epochs")
+    epochs.fill("1")
+    epochs.press("Enter")
+    wait_idle(page)
+    page.get_by_role("button", name="Run the LR range test").click()
+    use = page.get_by_role("button", name=re.compile(r"^Use the suggested rate"))
+    use.wait_for(timeout=180_000)
+    use.click()
+    wait_idle(page)
+    rate = page.get_by_role("spinbutton", name="Peak learning rate").input_value()
+    assert 1 <= significant_digits(rate) <= 2, rate
+    page.get_by_role("button", name="Start training").click()
+    wait_idle(page)
+    run = finished_run("tiny-bn-pooled")
+    assert run["status"] == "completed", run.get("error")
+    changed = run["config"]["extra"]["recipe_changed"]
+    assert {"epochs", "lr"} <= set(changed), changed
+    open_page(page, f"{url}/runs?run_pick={run['run_id']}")
+    expect(page.get_by_text(re.compile(r"recipe cpu-quick \(modified: .*epochs")).first) \
+        .to_be_visible()
+    assert all(scroll <= width + 1 for scroll, width in tables_fit(page)), tables_fit(page)
+    assert_no_exception(page)
+    screenshot(page, "runs-recipe-modified")
+
+    # Compare: both runs' confusion matrices and their difference, every label, every count.
+    open_page(page, f"{url}/compare?runs={prepared}&runs={run['run_id']}")
+    page.get_by_text("What changed, image by image").wait_for(timeout=180_000)
+    wait_idle(page)
+    classes = load_dataset("holiday").classes
+    page.wait_for_function(  # plotly draws each chart after Streamlit has sent it
+        "() => document.querySelectorAll('.js-plotly-plot .heatmaplayer .hm').length >= 3",
+        timeout=60_000)
+    matrices = heatmaps(page)
+    assert len(matrices) >= 3, matrices
+    for matrix in matrices[:3]:
+        assert sorted(matrix["x"]) == sorted(matrix["y"]) == sorted(classes), matrix
+        assert len(matrix["cells"]) == len(classes) ** 2, matrix
+        assert matrix["font"] >= 9, matrix
+    assert all(scroll <= width + 1 for scroll, width in tables_fit(page)), tables_fit(page)
+    assert_no_exception(page)
+    screenshot(page, "compare-matrices")
+
+    # Export in two formats: each card downloads under its own name; then import one back.
+    open_page(page, f"{url}/classify")
+    page.get_by_role("tab", name=re.compile("Export")).click()
+    wait_idle(page)
+    cards: dict = {}
+    for label, fmt in (("ONNX", "onnx"), ("safetensors", "safetensors")):
+        page.locator("[data-testid='stButtonGroup']").get_by_text(label, exact=False).first \
+            .click()
+        wait_idle(page)
+        page.get_by_role("button", name="Export", exact=True).click()
+        page.get_by_text(re.compile(rf"Exported .*\.{fmt}\.")).first.wait_for(timeout=180_000)
+        wait_idle(page, timeout=120)
+    rows = page.locator("[data-testid='stHorizontalBlock']")
+    for fmt in ("onnx", "safetensors"):
+        cards[fmt] = download(page, rows.filter(has_text=re.compile(rf"\.{fmt} ·")).last, "Card")
+    names = {fmt: card.suggested_filename for fmt, card in cards.items()}
+    assert names["onnx"].endswith(".onnx.card.json"), names
+    assert names["safetensors"].endswith(".safetensors.card.json"), names
+    weights = saved(download(page, rows.filter(has_text=re.compile(r"\.safetensors ·")).last,
+                             "Model"), tmp_path)
+    card_path = saved(cards["safetensors"], tmp_path)
+    page.get_by_role("tab", name=re.compile("Import a model")).click()
+    wait_idle(page)
+    choose_file(page, "Weights (.safetensors)", weights)
+    choose_file(page, "Model card (.json)", card_path)
+    expect(page.get_by_role("button", name="Import", exact=True)).to_be_enabled(timeout=60_000)
+    wait_idle(page)
+    page.get_by_role("button", name="Import", exact=True).click()
+    page.get_by_text(re.compile("as a new run")).first.wait_for(timeout=120_000)
+    imported = Store().list_runs()[0]
+    assert imported["run_id"] not in (prepared, run["run_id"])
+    open_page(page, f"{url}/runs?run_pick={imported['run_id']}")
+    for label in ("Test accuracy", "Best val accuracy"):
+        metric = page.locator("[data-testid='stMetric']").filter(has_text=label).first
+        value = metric.locator("[data-testid='stMetricValue']").inner_text()
+        assert re.fullmatch(r"\d+(\.\d)?%", value), (label, value)
+    main = page.inner_text("[data-testid='stMain']")
+    assert "None" not in main and "0/1" not in main, main[:3000]
+    assert_no_exception(page)
+    screenshot(page, "runs-imported-model")
+
+    # Mistakes: the relabel choice reads "→ class", and the list names the original file.
+    open_page(page, f"{url}/mistakes?run={prepared}")
+    page.locator("[data-testid='stButtonGroup']").get_by_text("Class gallery").click()
+    wait_idle(page, timeout=120)
+    mark = page.get_by_role("combobox", name="Mark").first
+    assert mark.input_value() == "keep"
+    mark.click()
+    relabel = page.get_by_role("option", name=re.compile(r"^→ "))
+    relabel.first.wait_for()
+    relabel.first.click()
+    wait_idle(page)
+    listed = page.locator("[data-testid='stDataFrame']").filter(
+        has=page.locator("[role=columnheader]", has_text="original file")).first
+    listed.wait_for(timeout=30_000)
+    sources = {item.source for item in load_dataset("holiday").items}
+    shown = [cell.text_content() for cell in listed.locator("[role=gridcell]").all()]
+    assert any(text in sources for text in shown), shown
+    assert not any(text.startswith("images/") for text in shown), shown
+    assert_no_exception(page)
+    screenshot(page, "mistakes-relabel")
