@@ -58,6 +58,14 @@ def bench(args: argparse.Namespace) -> Result:
 
         rows = planted_precision("digits", 0.05)
         title = "Label errors: precision on 5% planted (flipped) labels"
+    elif args.kind == "estimate":
+        from core.analysis.bench_estimate import estimate_vs_actual
+
+        if not args.data:
+            raise ValueError("bench estimate needs --data NAME.")
+        overrides = {"epochs": args.epochs} if args.epochs else {}
+        rows = estimate_vs_actual(args.data, args.recipes.split(","), overrides)
+        title = "Time estimate said before Start vs the run it describes"
     elif args.kind == "ingest":
         rows = benchmarks.ingest(args.data, args.image_size or 32)
         title = "Ingest: decoding into the cache"
@@ -134,7 +142,9 @@ def register(commands) -> None:
     sub = command(commands, "bench", bench, "benchmarks (see bench/RESULTS.md)")
     sub.add_argument("kind", choices=("pipeline", "ingest", "accuracy", "latency", "ood",
                                       "formats", "serve", "photos", "gpu", "defaults",
-                                      "duplicates", "label-issues"))
+                                      "duplicates", "label-issues", "estimate"))
+    sub.add_argument("--recipes", default="cpu-quick,speed-run",
+                     help="estimate: comma-separated recipes to estimate and then run")
     sub.add_argument("--run", help="latency, formats, serve: the run whose model to time; ood: "
                                    "the run to show --ood-data's images")
     sub.add_argument("--ood-data", help="ood: a dataset of images of none of the run's classes")

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from core.config import TrainConfig
+from core.data.cache import default_image_size
+from core.data.dataset import Dataset
 from core.training.device import pick_device
 
 BACKWARD_FACTOR = 3.0  # a training step ≈ 3 forward passes (forward, backward twice)
@@ -108,6 +110,37 @@ def probe_rate(model: torch.nn.Module, *, in_chans: int, image_size: int, num_cl
     synchronize(target)
     elapsed = max(clock() - started, 1e-9)
     return Probe(target.type, steps * batch * BACKWARD_FACTOR * flops_per_image / elapsed)
+
+
+def measure_model(model: str | dict, *, in_chans: int, num_classes: int, image_size: int,
+                  device: str = "auto", batch_size: int = 0) -> tuple[float, Probe | None]:
+    """(FLOPs per image, the probe of this device) for a model name or a layer spec; no probe
+    when its FLOPs cannot be counted."""
+    from models import create_model, model_profile
+
+    net = create_model(model, in_chans=in_chans, num_classes=num_classes, image_size=image_size)
+    flops = model_profile(net, in_chans=in_chans, image_size=image_size)["flops"] or 0
+    if not flops:
+        return 0.0, None
+    return float(flops), probe_rate(net, in_chans=in_chans, image_size=image_size,
+                                    num_classes=num_classes, flops_per_image=flops,
+                                    device=device, batch_size=batch_size)
+
+
+Measure = Callable[..., tuple[float, "Probe | None"]]
+
+
+def estimate_config(config: TrainConfig, dataset: Dataset,
+                    measure: Measure = measure_model) -> Estimate | None:
+    """The run's estimate on this device, or None when its model's FLOPs cannot be counted.
+    `measure` takes measure_model's arguments (the Train page passes a cached one)."""
+    model = config.extra.get("spec") or config.model
+    flops, probe = measure(model, in_chans=dataset.channels, num_classes=len(dataset.classes),
+                           image_size=config.image_size or default_image_size(dataset),
+                           device=config.device, batch_size=config.batch_size)
+    if not flops or probe is None:
+        return None
+    return estimate_run(config, dataset.split_counts(), flops, probe)
 
 
 def synchronize(device: torch.device) -> None:

@@ -10,7 +10,6 @@ from dataclasses import asdict
 import streamlit as st
 
 from core.config import TrainConfig
-from core.data.cache import default_image_size
 from core.data.dataset import Dataset
 from core.training.estimate import (
     LONG_CPU_SECONDS,
@@ -18,10 +17,9 @@ from core.training.estimate import (
     Probe,
     describe,
     duration_text,
-    estimate_run,
-    probe_rate,
+    estimate_config,
+    measure_model,
 )
-from models import create_model, model_profile
 from pages.ui.common import plain
 
 MAX_PROBED_MODELS = 8  # a sweep over more architectures is not probed one by one
@@ -29,27 +27,23 @@ MAX_PROBED_MODELS = 8  # a sweep over more architectures is not probed one by on
 
 @st.cache_data(max_entries=64, show_spinner="Measuring this device with the model…")
 def probed(model: str, in_chans: int, num_classes: int, image_size: int, device: str,
-           batch_size: int) -> tuple[float, dict]:
-    """(FLOPs per image, the probe) for a model; `model` is a name or a JSON layer spec."""
-    source = json.loads(model) if model.startswith("{") else model
-    net = create_model(source, in_chans=in_chans, num_classes=num_classes,
-                       image_size=image_size)
-    flops = model_profile(net, in_chans=in_chans, image_size=image_size)["flops"] or 0
-    probe = probe_rate(net, in_chans=in_chans, image_size=image_size, num_classes=num_classes,
-                       flops_per_image=max(flops, 1), device=device, batch_size=batch_size)
-    return float(flops), asdict(probe)
+           batch_size: int) -> tuple[float, dict | None]:
+    """measure_model, remembered: `model` is a name or a layer spec as sorted JSON."""
+    flops, probe = measure_model(json.loads(model) if model.startswith("{") else model,
+                                 in_chans=in_chans, num_classes=num_classes,
+                                 image_size=image_size, device=device, batch_size=batch_size)
+    return flops, asdict(probe) if probe else None
+
+
+def cached_measure(model: str | dict, **settings) -> tuple[float, Probe | None]:
+    key = json.dumps(model, sort_keys=True) if isinstance(model, dict) else model
+    flops, probe = probed(key, **settings)
+    return flops, Probe(**probe) if probe else None
 
 
 def estimate_for(config: TrainConfig, dataset: Dataset) -> Estimate | None:
     """The run's estimate, or None when its FLOPs cannot be counted."""
-    spec = config.extra.get("spec")
-    model = json.dumps(spec, sort_keys=True) if spec else config.model
-    size = config.image_size or default_image_size(dataset)
-    flops, probe = probed(model, dataset.channels, len(dataset.classes), size, config.device,
-                          config.batch_size)
-    if not flops:
-        return None
-    return estimate_run(config, dataset.split_counts(), flops, Probe(**probe))
+    return estimate_config(config, dataset, cached_measure)
 
 
 def run_estimate(config: TrainConfig, dataset: Dataset) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import core.training.estimate
 import pages.ui.estimate
 from core.training.estimate import Probe
 
@@ -30,7 +31,7 @@ def probe_measures(monkeypatch):
     """Make the device probe report `rate` FLOP/s on a CPU (no measuring in tests)."""
     def fake(rate: float) -> None:
         pages.ui.estimate.probed.clear()
-        monkeypatch.setattr(pages.ui.estimate, "probe_rate",
+        monkeypatch.setattr(core.training.estimate, "probe_rate",
                             lambda *args, **kwargs: Probe("cpu", rate))
     yield fake
     pages.ui.estimate.probed.clear()

@@ -82,3 +82,35 @@ def test_the_probe_measures_steps_of_its_batch_over_the_clock() -> None:
     steps, elapsed = 4, 1.25
     assert probe == Probe("cpu", steps * probe_batch(flops) * BACKWARD_FACTOR * flops / elapsed)
     assert isinstance(estimate_run(TrainConfig(data="x"), COUNTS, flops, probe), Estimate)
+
+
+def test_estimate_config_uses_the_model_s_flops_and_the_dataset_s_splits(shapes_dataset) -> None:
+    from core.training.estimate import estimate_config
+
+    config = TrainConfig(data="shapes", model="tiny-cnn", epochs=4, image_size=32)
+    seen = {}
+
+    def measure(model, **settings):
+        seen.update(settings, model=model)
+        return 2e6, Probe("cpu", 1e9)
+
+    estimate = estimate_config(config, shapes_dataset, measure)
+    counts = shapes_dataset.split_counts()
+    assert seen["model"] == "tiny-cnn" and seen["image_size"] == 32
+    assert seen["in_chans"] == shapes_dataset.channels
+    assert estimate.seconds == pytest.approx(run_flops(2e6, 4, counts) / 1e9)
+    assert estimate_config(config, shapes_dataset, lambda model, **_: (0.0, None)) is None
+
+
+def test_the_estimate_bench_runs_each_recipe_after_saying_its_estimate(shapes_dataset,
+                                                                        monkeypatch) -> None:
+    import core.training.estimate
+    from core.analysis.bench_estimate import estimate_vs_actual
+
+    monkeypatch.setattr(core.training.estimate, "probe_rate",
+                        lambda *args, **kwargs: Probe("cpu", 1e9))
+    [row] = estimate_vs_actual("shapes", ["cpu-quick"], {"epochs": 1})
+    assert row["recipe"] == "cpu-quick" and row["epochs"] == 1
+    assert row["said"].startswith("about ") and row["said"].endswith("this CPU")
+    assert row["run_over_estimate"] == pytest.approx(row["run_s"] / row["estimate_s"])
+    assert 0 <= row["test_acc"] <= 1
