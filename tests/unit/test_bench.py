@@ -45,3 +45,17 @@ def test_bench_defaults_picks_one_set_by_its_built_in_and_refuses_others() -> No
     assert [s.kind for s in bench_sets("digits")] == ["digits"]
     with pytest.raises(ValueError, match="choose fashion-mnist or digits"):
         bench_sets("cifar")
+
+
+def test_estimate_bench_says_the_page_s_sentence_then_times_the_run_it_describes(studio_home):
+    from core.analysis.bench_estimate import estimate_vs_actual
+    from core.store import Store
+
+    add_demo("shapes", "shapes")
+    [row] = estimate_vs_actual("shapes", ["cpu-quick"], {"epochs": 1, "device": "cpu"})
+    assert row["recipe"] == "cpu-quick" and row["epochs"] == 1
+    assert row["said"].startswith("about ") and row["said"].endswith("on this CPU")
+    assert row["estimate_s"] > 0 and row["run_s"] >= row["train_s"] > 0
+    assert row["run_over_estimate"] == pytest.approx(row["run_s"] / row["estimate_s"])
+    [run] = Store().list_runs()
+    assert run["status"] == "completed" and run["config"]["recipe"] == "cpu-quick"
